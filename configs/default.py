@@ -1,0 +1,51 @@
+"""Defaults every config starts from; a config file overrides sections of it.
+
+Each entry can also be overridden on the command line: ``--config.optim.lr=1e-4``.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict(dict(name='digits', batch_size=128))
+
+  # The trained network (for distillation rules: the student); see fastgen.networks.
+  config.network = ml_collections.ConfigDict(dict(name='mlp', parameterization='edm',
+                                                  sigma_data=0.5))
+
+  config.objective = ml_collections.ConfigDict(dict(name='edm'))
+
+  config.teacher = ml_collections.ConfigDict(dict(
+      kind='none',                 # none | analytic | checkpoint
+      mixture='gmm2d',             # analytic: gmm2d | digits
+      components_per_class=4,      # analytic digits mixture
+      conditional=False,           # analytic: class-conditional mixture
+      workdir=''))                 # checkpoint: a fastgen teacher-training workdir
+
+  config.optim = ml_collections.ConfigDict(dict(
+      lr=1e-3, warmup_steps=100, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0))
+
+  config.train = ml_collections.ConfigDict(dict(
+      num_steps=1000,
+      log_every=100,
+      checkpoint_every=500,
+      keep_checkpoints=3,
+      sample_every=500,            # 0: no sample pictures during training
+      ema_decay=0.999,
+      skip_nonfinite=False))       # True: drop updates whose loss/grad is NaN/inf instead of stopping
+
+  config.sample = ml_collections.ConfigDict(dict(
+      num_steps=18,                # sampler steps (Heun: 2k - 1 network evaluations)
+      num_samples=1000,            # --mode=sample
+      batch_size=500,
+      grid_size=100))              # pictures during training
+
+  config.distributed = ml_collections.ConfigDict(dict(
+      enabled=False,               # jax.distributed.initialize() before anything else
+      coordinator_address='',      # '' = auto-detect (TPU pods, SLURM, ...)
+      num_processes=0,
+      process_id=-1))
+  return config

@@ -1,0 +1,128 @@
+"""Orbax checkpoints of the train state and the data-iterator state, behind one small class.
+
+Layout: ``<workdir>/checkpoints/<step>/{state,data}``. Orbax writes each step to a temporary
+directory and renames it when complete, so a run killed mid-save leaves no partial step behind.
+A step that exists but cannot be read is moved to ``<workdir>/checkpoints_unreadable/<step>``
+(never deleted, never overwritten) and the previous one is used.
+"""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that does not fit this run, or no usable checkpoint."""
+
+
+def _shape_mismatch(saved_metadata, abstract_state):
+  """The first array whose saved shape differs from this run's, as a message, or None."""
+  saved = dict(jax.tree_util.tree_flatten_with_path(saved_metadata)[0])
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
+    name = jax.tree_util.keystr(path)
+    if path not in saved:
+      return f'array {name} of this run is not in the checkpoint'
+    saved_shape = tuple(getattr(saved[path], 'shape', ()) or ())
+    if saved_shape != tuple(leaf.shape):
+      return (f'array {name} has shape {saved_shape} in the checkpoint but {tuple(leaf.shape)} '
+              f'in this run')
+  return None
+
+
+class Checkpointer:
+  """Save / restore ``(state, data_state)`` pairs; keeps the newest ``keep`` steps."""
+
+  def __init__(self, workdir: str, keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self.unreadable_directory = os.path.join(os.path.abspath(workdir), 'checkpoints_unreadable')
+    self._keep = keep
+    self._manager = self._make_manager()
+
+  def _make_manager(self):
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
+        enable_async_checkpointing=False, create=True)
+    return ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'data'))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state, data_state: dict) -> None:
+    if step in self._manager.all_steps():
+      return  # Already saved (e.g. the final step coincides with a periodic save).
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
+
+  def _set_aside(self, step: int, reason: Exception) -> None:
+    os.makedirs(self.unreadable_directory, exist_ok=True)
+    target = os.path.join(self.unreadable_directory, str(step))
+    suffix = 0
+    while os.path.exists(target):
+      suffix += 1
+      target = os.path.join(self.unreadable_directory, f'{step}.{suffix}')
+    if jax.process_index() == 0:
+      shutil.move(os.path.join(self.directory, str(step)), target)
+    logging.warning('checkpoint at step %d is unreadable (%s); moved it to %s', step,
+                    f'{type(reason).__name__}: {reason}'[:300], target)
+    self._manager.close()
+    self._manager = self._make_manager()
+
+  def restore_latest(self, abstract_state):
+    """``(step, state, data_state)`` from the newest readable checkpoint, or None if none exist.
+
+    Raises :class:`CheckpointError` if the checkpoint's arrays do not fit ``abstract_state``
+    (a workdir of a different config), or if checkpoints exist but none can be read.
+    """
+    tried = []
+    for step in reversed(self.steps()):
+      try:
+        metadata = self._manager.item_metadata(step)['state']
+      except Exception as e:  # pylint: disable=broad-except
+        tried.append(step)
+        self._set_aside(step, e)
+        continue
+      if metadata is not None:
+        mismatch = _shape_mismatch(metadata, abstract_state)
+        if mismatch:
+          raise CheckpointError(
+              f'{self.directory}/{step} was written by a different configuration: {mismatch}. '
+              f'Use a new --workdir, or the config that wrote it.')
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except
+        tried.append(step)
+        self._set_aside(step, e)
+        continue
+      return step, restored['state'], restored['data']
+    if tried:
+      raise CheckpointError(
+          f'no usable checkpoint in {self.directory}: steps {tried} could not be read '
+          f'(moved to {self.unreadable_directory}). Start a new --workdir or remove them.')
+    return None
+
+  def close(self):
+    self._manager.close()
+
+
+def load_params(workdir: str, path=('ema', 'denoiser')):
+  """Read one sub-tree (default: the EMA denoiser) of a workdir's newest checkpoint, as numpy."""
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(directory):
+    raise CheckpointError(f'no checkpoints under {workdir} (expected {directory})')
+  manager = ocp.CheckpointManager(directory, item_names=('state', 'data'))
+  step = manager.latest_step()
+  if step is None:
+    raise CheckpointError(f'no complete checkpoint under {directory}')
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+  manager.close()
+  for key in path:
+    if key not in state:
+      raise CheckpointError(f'checkpoint {directory}/{step} has no {"/".join(path)} '
+                            f'(found keys: {", ".join(state)})')
+    state = state[key]
+  return jax.tree.map(np.asarray, state)

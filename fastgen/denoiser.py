@@ -1,0 +1,99 @@
+"""The one model interface every sampler and objective sees: ``D(params, x, sigma, labels)``.
+
+A :class:`Denoiser` wraps a raw Flax network ``F(x_in, noise_cond, labels, train)`` with a
+parameterization:
+
+* ``'edm'``:  D = c_skip x + c_out F(c_in x; ln(sigma)/4)       (EDM Eq. 7, Table 1)
+* ``'flow'``: F predicts the rectified-flow velocity v(x_t, t) at x_t = x / (1 + sigma),
+              t = sigma / (1 + sigma), and D = x_t - t v.           (Liu et al. 2022, Eq. 1)
+
+Teachers that are not networks (``fastgen.teachers.analytic``) expose the same ``__call__`` and
+``velocity``, so any teacher plugs into any sampler or rule. Labels are int32 class ids; the id
+``num_classes`` is the null label (classifier-free guidance), which networks embed as zero.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fastgen import diffusion
+
+PARAMETERIZATIONS = ('edm', 'flow')
+FLOW_NOISE_SCALE = 1000.0  # c_noise = 1000 t for flow nets, the range positional embeddings expect.
+
+
+@dataclasses.dataclass(frozen=True)
+class Denoiser:
+  """A raw network plus its preconditioning; hashable, so it can be a static jit argument."""
+  net: nn.Module
+  parameterization: str = 'edm'
+  sigma_data: float = 0.5
+
+  def __post_init__(self):
+    if self.parameterization not in PARAMETERIZATIONS:
+      raise ValueError(f'unknown parameterization {self.parameterization!r}; '
+                       f'known: {", ".join(PARAMETERIZATIONS)}')
+
+  @property
+  def num_classes(self) -> int:
+    return getattr(self.net, 'num_classes', 0)
+
+  def init(self, rng, x, labels=None):
+    """Parameters for inputs shaped like ``x`` (a batch)."""
+    sigma = jnp.ones(x.shape[:1], jnp.float32)
+    return self.net.init({'params': rng}, x, sigma, labels, train=False)['params']
+
+  def _apply(self, params, x_in, noise_cond, labels, train, rng):
+    rngs = {'dropout': rng} if (train and rng is not None) else None
+    return self.net.apply({'params': params}, x_in, noise_cond, labels, train=train, rngs=rngs)
+
+  def __call__(self, params, x, sigma, labels=None, *, train=False, rng=None) -> jax.Array:
+    """x0_hat = D(x, sigma) ~= E[x0 | x], for x = x0 + sigma eps and sigma of shape [B] or []."""
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
+    if self.parameterization == 'edm':
+      c_skip, c_out, c_in, c_noise = diffusion.edm_preconditioning(sigma, self.sigma_data)
+      f = self._apply(params, diffusion.expand_like(c_in, x) * x, c_noise, labels, train, rng)
+      return (diffusion.expand_like(c_skip, x) * x +
+              diffusion.expand_like(c_out, x) * f.astype(x.dtype))
+    t = diffusion.sigma_to_flow_t(sigma)
+    x_t = diffusion.edm_to_flow(x, sigma)
+    v = self._apply(params, x_t, FLOW_NOISE_SCALE * t, labels, train, rng).astype(x.dtype)
+    return diffusion.velocity_to_x0(x_t, t, v)
+
+  def velocity(self, params, x_t, t, labels=None, *, train=False, rng=None) -> jax.Array:
+    """Rectified-flow velocity v(x_t, t) = eps - x0; exact at t = 1 for flow networks."""
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
+    if self.parameterization == 'flow':
+      return self._apply(params, x_t, FLOW_NOISE_SCALE * t, labels, train, rng).astype(x_t.dtype)
+    return velocity_from_denoiser(self, params, x_t, t, labels)
+
+
+def velocity_from_denoiser(denoiser: Any, params, x_t, t, labels=None) -> jax.Array:
+  """v(x_t, t) of any denoiser: x0 = D(x_t / (1 - t), t / (1 - t)), v = (x_t - x0) / t. Needs t < 1."""
+  x0 = denoiser(params, diffusion.flow_to_edm(x_t, t), diffusion.flow_t_to_sigma(t), labels)
+  return diffusion.x0_to_velocity(x_t, t, x0)
+
+
+def guided(denoiser: Any, params, x, sigma, labels, guidance_scale: float) -> jax.Array:
+  """Classifier-free guidance (Ho & Salimans 2022, Eq. 6 in x0 form):
+  D_w = D(x, sigma, null) + w (D(x, sigma, y) - D(x, sigma, null)); w = 1 is the plain model."""
+  if labels is None or guidance_scale == 1.0:
+    return denoiser(params, x, sigma, labels)
+  null = jnp.full_like(labels, denoiser.num_classes)
+  both = denoiser(params, jnp.concatenate([x, x]), jnp.concatenate(
+      [jnp.broadcast_to(sigma, x.shape[:1])] * 2), jnp.concatenate([labels, null]))
+  cond, uncond = jnp.split(both, 2)
+  return uncond + guidance_scale * (cond - uncond)
+
+
+def from_config(network_config) -> Denoiser:
+  """A :class:`Denoiser` from a ``network`` config section: ``parameterization`` and
+  ``sigma_data`` go to the wrapper, every other key to :func:`fastgen.networks.build_network`."""
+  from fastgen import networks  # Networks import flax layers; keep this module light.
+  cfg = dict(network_config)
+  parameterization = cfg.pop('parameterization', 'edm')
+  sigma_data = cfg.pop('sigma_data', 0.5)
+  return Denoiser(networks.build_network(cfg), parameterization, sigma_data)

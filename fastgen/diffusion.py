@@ -1,0 +1,125 @@
+"""One language for noise: EDM's sigma parameterization and conversions into it.
+
+Inside fastgen every noisy sample is ``x = x0 + sigma * eps`` (Karras et al. 2022, "Elucidating
+the Design Space of Diffusion-Based Generative Models", EDM) and every model is a denoiser
+``D(x, sigma) ~= E[x0 | x]``. Variance-preserving models and flow-matching / rectified-flow models
+are converted to and from this form here, and nowhere else.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def edm_preconditioning(sigma, sigma_data):
+  """EDM Table 1: (c_skip, c_out, c_in, c_noise) for D = c_skip x + c_out F(c_in x; c_noise).
+
+  c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),
+  c_in = 1 / sqrt(sigma^2 + sd^2),   c_noise = ln(sigma) / 4.
+  """
+  total = sigma**2 + sigma_data**2
+  c_skip = sigma_data**2 / total
+  c_out = sigma * sigma_data * jax.lax.rsqrt(total)
+  c_in = jax.lax.rsqrt(total)
+  c_noise = jnp.log(sigma) / 4.0
+  return c_skip, c_out, c_in, c_noise
+
+
+def edm_loss_weight(sigma, sigma_data):
+  """EDM Eq. 8 / Table 1: lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 = 1 / c_out^2."""
+  return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def sample_lognormal_sigma(rng, shape, p_mean=-1.2, p_std=1.2):
+  """EDM Table 1 training distribution: ln(sigma) ~ N(P_mean, P_std^2)."""
+  return jnp.exp(p_mean + p_std * jax.random.normal(rng, shape))
+
+
+def karras_sigmas(num_steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+  """EDM Eq. 5: sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho.
+
+  Returns ``num_steps + 1`` decreasing values; the last is 0 (the final step lands on data).
+  """
+  if num_steps < 1:
+    raise ValueError(f'num_steps must be >= 1, got {num_steps}')
+  if num_steps == 1:
+    return jnp.array([sigma_max, 0.0])
+  i = jnp.arange(num_steps)
+  inv_rho = 1.0 / rho
+  sigmas = (sigma_max**inv_rho + i / (num_steps - 1) *
+            (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho
+  return jnp.append(sigmas, 0.0)
+
+
+def expand_like(v, x):
+  """Broadcast a per-example vector ``v`` of shape [B] against ``x`` of shape [B, ...]."""
+  v = jnp.asarray(v, x.dtype)
+  if v.ndim == 0:
+    return v
+  return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
+
+
+# ---------------------------------------------------------------- variance preserving (DDPM/VP)
+
+
+def vp_alpha_bar_to_sigma(alpha_bar):
+  """VP marginal z = sqrt(ab) x0 + sqrt(1 - ab) eps  <=>  x = z / sqrt(ab), sigma^2 = (1 - ab)/ab."""
+  return jnp.sqrt((1.0 - alpha_bar) / alpha_bar)
+
+
+def sigma_to_vp_alpha_bar(sigma):
+  """Inverse of :func:`vp_alpha_bar_to_sigma`: alpha_bar = 1 / (1 + sigma^2)."""
+  return 1.0 / (1.0 + sigma**2)
+
+
+def vp_to_edm(z, alpha_bar):
+  """Map a VP sample z_t to EDM space: x = z / sqrt(alpha_bar) (EDM Eq. 4 with s = sqrt(ab))."""
+  return z / jnp.sqrt(expand_like(alpha_bar, z))
+
+
+def edm_to_vp(x, sigma):
+  """Map an EDM sample to VP space: z = x / sqrt(1 + sigma^2)."""
+  return x * jax.lax.rsqrt(1.0 + expand_like(sigma, x) ** 2)
+
+
+def vp_sigma(t, beta_min=0.1, beta_d=19.9):
+  """EDM Table 1, VP schedule: sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)."""
+  return jnp.sqrt(jnp.expm1(0.5 * beta_d * t**2 + beta_min * t))
+
+
+def vp_sigmas(num_steps, eps_s=1e-3, beta_min=0.1, beta_d=19.9):
+  """DDIM-style time grid: t uniform on [1, eps_s], mapped through the VP sigma(t); ends at 0."""
+  t = jnp.linspace(1.0, eps_s, num_steps)
+  return jnp.append(vp_sigma(t, beta_min, beta_d), 0.0)
+
+
+# ------------------------------------------------------------ flow matching / rectified flow
+
+
+def flow_t_to_sigma(t):
+  """Rectified flow x_t = (1 - t) x0 + t eps  <=>  x_t / (1 - t) has sigma = t / (1 - t)."""
+  return t / (1.0 - t)
+
+
+def sigma_to_flow_t(sigma):
+  """Inverse of :func:`flow_t_to_sigma`: t = sigma / (1 + sigma)."""
+  return sigma / (1.0 + sigma)
+
+
+def flow_to_edm(x_t, t):
+  """x = x_t / (1 - t): the EDM-space sample with sigma = t / (1 - t)."""
+  return x_t / (1.0 - expand_like(t, x_t))
+
+
+def edm_to_flow(x, sigma):
+  """x_t = x / (1 + sigma) = (1 - t) x: the flow-space sample at t = sigma / (1 + sigma)."""
+  return x / (1.0 + expand_like(sigma, x))
+
+
+def velocity_to_x0(x_t, t, velocity):
+  """For x_t = (1 - t) x0 + t eps and v = eps - x0:  x0 = x_t - t v."""
+  return x_t - expand_like(t, x_t) * velocity
+
+
+def x0_to_velocity(x_t, t, x0):
+  """For x_t = (1 - t) x0 + t eps:  v = eps - x0 = (x_t - x0) / t."""
+  return (x_t - x0) / expand_like(t, x_t)

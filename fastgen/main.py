@@ -1,0 +1,81 @@
+"""fastgen's command line.
+
+  python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits [--mode=train]
+  python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits --mode=sample
+
+Any config entry can be overridden: ``--config.train.num_steps=200``. Errors in the user's input
+(config, data, checkpoints) print one ``fastgen: error: ...`` line and exit with status 1.
+"""
+
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow (metric writers, tfds) INFO spam.
+
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, samples.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _initialize_distributed(config):
+  import jax
+  cfg = config.distributed
+  if not cfg.enabled:
+    return
+  kwargs = {}
+  if cfg.coordinator_address:
+    kwargs = dict(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
+                  process_id=cfg.process_id)
+  jax.distributed.initialize(**kwargs)
+  logging.info('process %d of %d, %d local devices', jax.process_index(), jax.process_count(),
+               jax.local_device_count())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  config = _CONFIG.value
+  # Imported after flag parsing so --help and flag errors stay fast.
+  from fastgen import checkpoint, data, train
+  user_errors = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
+                 data.DataUnavailableError, train.NonFiniteLossError)
+  try:
+    _initialize_distributed(config)
+    if _MODE.value == 'train':
+      train.train_and_evaluate(config, _WORKDIR.value)
+    elif _MODE.value == 'sample':
+      train.sample_to_workdir(config, _WORKDIR.value)
+    else:
+      from fastgen import evaluate
+      evaluate.evaluate_workdir(config, _WORKDIR.value)
+  except user_errors as e:
+    logging.debug('error', exc_info=True)
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f'fastgen: error: {message}', file=sys.stderr)
+    sys.exit(1)
+
+
+def _parse_flags(argv):
+  """absl flag parsing, with a bad ``--config.x.y`` override or config file as one error line."""
+  try:
+    argv = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # A config file that failed to load raises here, not at parse time.
+    return argv
+  except flags.Error as e:
+    print(f'fastgen: error: {e}\nPass --helpshort for the flags.', file=sys.stderr)
+  except (AttributeError, KeyError) as e:
+    bad = [a for a in argv[1:] if a.startswith('--config.')]
+    print(f'fastgen: error: unknown config key in {" ".join(bad) or "--config"}: {e}',
+          file=sys.stderr)
+  except (OSError, SyntaxError, TypeError, ValueError) as e:
+    print(f'fastgen: error: cannot load the config: {type(e).__name__}: {e}', file=sys.stderr)
+  sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

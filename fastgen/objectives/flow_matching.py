@@ -1,0 +1,70 @@
+"""Flow matching / rectified flow (Liu et al. 2022, Eq. 1; Lipman et al. 2023, Eq. 23):
+
+  x_t = (1 - t) x0 + t eps,   min E || v(x_t, t) - (eps - x0) ||^2,
+
+with t uniform or logit-normal (Esser et al. 2024, Eq. 19). The network is wrapped as a
+``'flow'``-parameterized :class:`~fastgen.denoiser.Denoiser`, so a flow teacher is a denoiser like
+any other; sampling is Euler in t (``num_steps`` network evaluations).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from fastgen import diffusion, samplers
+from fastgen.denoiser import Denoiser
+from fastgen.objectives import base
+
+TIME_DISTRIBUTIONS = ('uniform', 'logit_normal')
+
+
+def sample_time(rng, shape, distribution='uniform', loc=0.0, scale=1.0):
+  """t in (0, 1): uniform, or logit-normal sigmoid(N(loc, scale^2))."""
+  if distribution == 'uniform':
+    return jax.random.uniform(rng, shape, minval=1e-5, maxval=1.0)
+  if distribution == 'logit_normal':
+    return jax.nn.sigmoid(loc + scale * jax.random.normal(rng, shape))
+  raise ValueError(f'unknown time distribution {distribution!r}; known: {TIME_DISTRIBUTIONS}')
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowMatching:
+  """Train a velocity network from data; group 'denoiser' (a flow-parameterized denoiser)."""
+  denoiser: Denoiser
+  time_distribution: str = 'uniform'
+  label_dropout: float = 0.0
+  groups = ('denoiser',)
+
+  def __post_init__(self):
+    if self.denoiser.parameterization != 'flow':
+      raise ValueError('flow_matching needs network.parameterization="flow"')
+    if self.time_distribution not in TIME_DISTRIBUTIONS:
+      raise ValueError(f'unknown objective.time_distribution {self.time_distribution!r}; '
+                       f'known: {", ".join(TIME_DISTRIBUTIONS)}')
+
+  def _labels(self, batch):
+    return batch['label'] if self.denoiser.num_classes else None
+
+  def init(self, rng, batch, teacher_params):
+    del teacher_params
+    return {'denoiser': self.denoiser.init(rng, batch['x'], self._labels(batch))}
+
+  def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
+    del group, ema_params, teacher_params, step
+    key_drop, key_t, key_eps, key_dropout = jax.random.split(rng, 4)
+    x0 = batch['x']
+    labels = base.drop_labels(key_drop, self._labels(batch), self.denoiser.num_classes,
+                              self.label_dropout)
+    t = sample_time(key_t, x0.shape[:1], self.time_distribution)
+    eps = jax.random.normal(key_eps, x0.shape)
+    x_t = (1 - diffusion.expand_like(t, x0)) * x0 + diffusion.expand_like(t, x0) * eps
+    v = self.denoiser.velocity(params['denoiser'], x_t, t, labels, train=True, rng=key_dropout)
+    loss = jnp.mean((v - (eps - x0)) ** 2)
+    return loss, {'loss': loss}
+
+  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    del teacher_params
+    return samplers.sample(self.denoiser, params['denoiser'], rng, shape, method='flow_euler',
+                           num_steps=num_steps,
+                           labels=labels if self.denoiser.num_classes else None)

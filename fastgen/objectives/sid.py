@@ -1,0 +1,157 @@
+"""Score identity Distillation (SiD; Zhou et al. 2024, "Score identity Distillation: Exponentially
+Fast Distillation of Pretrained Diffusion Models for One-Step Generation", ICML 2024, §4 and
+Algorithm 1; official code: github.com/mingyuanzhou/SiD, ``training/sid_loss.py``).
+
+Data-free: only the teacher's denoiser f_phi = D_teacher is used. Two trainable groups, in order:
+
+* ``'fake_score'`` f_psi: the EDM denoising loss (Karras et al. 2022, Eq. 2 with Table 1's
+  lambda(sigma) and ln sigma ~ N(P_mean, P_std^2)) on stop-gradient generator samples, so f_psi
+  tracks the denoiser of the generator's own distribution p_theta.
+* ``'generator'`` G_theta, one step x_g = G_theta(z) = D_theta(sigma_init z, sigma_init),
+  z ~ N(0, I): with x_t = x_g + sigma eps and both denoisers evaluated at (x_t, sigma), the loss
+  per example is the paper's alpha-fused identity loss
+
+    L_theta = [ (1 - alpha) ||f_phi - f_psi||^2 + (f_phi - f_psi)^T (f_psi - x_g) ] / w,
+            = [ (f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2 ] / w,
+    w = sg( mean_d |x_g - f_phi(x_t, sigma)| )  (clipped below at 1e-5),
+
+  summed over dimensions and averaged over the batch (the official code also multiplies by 100,
+  an fp16 loss scale, and sums the fake-score loss over dimensions where ``edm.denoising_loss``
+  averages; Adam is invariant to both constants up to its eps). The normaliser w is the paper's
+  choice of omega(t) (borrowed from DMD, Yin et al. 2024); alpha = 1.2 is the paper's default.
+  Gradients reach theta only through x_g, directly and via x_t: the teacher's and fake score's
+  params are constants of this group's loss (the trainer differentiates w.r.t. the generator
+  only), and the fake score runs in inference mode, as in the official code.
+  The noise level follows the official code: t ~ U[0, tmax / 1000] and
+  sigma = (s_max^(1/rho) + (1 - t) (s_min^(1/rho) - s_max^(1/rho)))^rho (EDM Eq. 5's grid read
+  continuously), so tmax = 800 caps sigma near 24 for (s_min, s_max, rho) = (0.002, 80, 7).
+
+If f_psi = f_phi as functions (p_theta matches the teacher at every sigma), f_phi - f_psi is zero
+for every theta, and so is L_theta's gradient: only the mismatch of the two scores drives G.
+
+Labels of class-conditional students are drawn uniformly (the official code reads them from the
+data set); the batch only sets the batch size. Initialisation: generator and fake score both
+start from the teacher's params (as in the paper) when the teacher is a network with the
+student's architecture, i.e. when ``teacher_params`` has the tree structure, shapes and dtypes of
+the student network's params. ``init_from_teacher=False`` starts both from a fresh init, which
+is the only choice for a closed-form teacher (:mod:`fastgen.teachers.analytic`); asking for the
+impossible is an error, never a silent fallback.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fastgen import diffusion
+from fastgen.denoiser import Denoiser
+from fastgen.objectives import edm
+
+
+def sid_sigma(rng, shape, tmax, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+  """SiD's noise levels (official ``generator_loss``): t ~ U[0, tmax / 1000],
+  sigma = (s_max^(1/rho) + (1 - t) (s_min^(1/rho) - s_max^(1/rho)))^rho."""
+  t = jax.random.uniform(rng, shape) * tmax / 1000.0
+  lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+  return (hi + (1.0 - t) * (lo - hi)) ** rho
+
+
+def generator_loss(f_real, f_fake, x_g, alpha):
+  """Per-example SiD generator loss, summed over dimensions:
+  [(f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2] / sg(mean_d |x_g - f_phi|)."""
+  axes = tuple(range(1, x_g.ndim))
+  weight = jax.lax.stop_gradient(
+      jnp.clip(jnp.mean(jnp.abs(x_g - f_real), axis=axes, keepdims=True), 1e-5))
+  diff = f_real - f_fake
+  return jnp.sum(diff * ((f_real - x_g) - alpha * diff) / weight, axis=axes)
+
+
+def _same_tree(a, b) -> bool:
+  """Whether two param trees have the same structure and the same leaf shapes and dtypes."""
+  if jax.tree.structure(a) != jax.tree.structure(b):
+    return False
+  return all(x.shape == y.shape and x.dtype == y.dtype
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SiD:
+  """One-step generator distilled by SiD; groups 'fake_score' then 'generator'."""
+  denoiser: Denoiser            # architecture of both the generator and the fake score
+  teacher: Any                  # f_phi: teacher(teacher_params, x, sigma, labels) -> x0_hat
+  alpha: float = 1.2
+  sigma_init: float = 2.5
+  tmax: int = 800
+  sigma_min: float = 0.002
+  sigma_max: float = 80.0
+  rho: float = 7.0
+  p_mean: float = -1.2          # fake-score EDM loss noise distribution
+  p_std: float = 1.2
+  init_from_teacher: bool = True
+  groups = ('fake_score', 'generator')
+
+  def _labels(self, rng, batch_size):
+    num_classes = self.denoiser.num_classes
+    return jax.random.randint(rng, (batch_size,), 0, num_classes) if num_classes else None
+
+  def init(self, rng, batch, teacher_params):
+    key_g, key_f, key_label = jax.random.split(rng, 3)
+    labels = self._labels(key_label, batch['x'].shape[0])
+    if not self.init_from_teacher:
+      return {'generator': self.denoiser.init(key_g, batch['x'], labels),
+              'fake_score': self.denoiser.init(key_f, batch['x'], labels)}
+    student = jax.eval_shape(self.denoiser.init, key_g, batch['x'], labels)
+    if teacher_params is None or not _same_tree(student, teacher_params):
+      raise ValueError(
+          'objective.init_from_teacher=True needs a teacher network with the student\'s '
+          'architecture (teacher params of the same tree structure and shapes as config.network '
+          'builds); this teacher differs (e.g. a closed-form mixture teacher): set '
+          '--config.objective.init_from_teacher=False or copy the teacher\'s network config')
+    return {'generator': jax.tree.map(jnp.copy, teacher_params),
+            'fake_score': jax.tree.map(jnp.copy, teacher_params)}
+
+  def generate(self, generator_params, z, labels, *, train=False, rng=None):
+    """x_g = G_theta(z) = D_theta(sigma_init z, sigma_init) for z ~ N(0, I)."""
+    return self.denoiser(generator_params, self.sigma_init * z, self.sigma_init, labels,
+                         train=train, rng=rng)
+
+  def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
+    del ema_params, step
+    key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
+    shape = batch['x'].shape
+    labels = self._labels(key_label, shape[0])
+    x_g = self.generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
+                        rng=key_gen)
+    if group == 'fake_score':
+      per_example = edm.denoising_loss(self.denoiser, params['fake_score'],
+                                       jax.lax.stop_gradient(x_g), labels, key_loss,
+                                       p_mean=self.p_mean, p_std=self.p_std)
+      loss = jnp.mean(per_example)
+      return loss, {'loss': loss}
+    key_sigma, key_eps = jax.random.split(key_loss)
+    sigma = sid_sigma(key_sigma, shape[:1], self.tmax, self.sigma_min, self.sigma_max, self.rho)
+    x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
+    teacher_labels = labels if getattr(self.teacher, 'num_classes', 0) else None
+    f_real = self.teacher(teacher_params, x_t, sigma, teacher_labels)
+    f_fake = self.denoiser(params['fake_score'], x_t, sigma, labels)
+    loss = jnp.mean(generator_loss(f_real, f_fake, x_g, self.alpha))
+    gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
+    return loss, {'loss': loss, 'score_gap': gap}
+
+  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    """``num_steps=1``: x = G(z), the SiD generator. ``k > 1`` (an extension, not in the paper):
+    multistep consistency-style sampling (Song et al. 2023, Algorithm 1) with G in place of the
+    consistency function: re-noise to sigma_i and apply G at sigma_i, for the k - 1 interior
+    points sigma_1 > ... > sigma_{k-1} of a (k + 1)-point Karras grid (EDM Eq. 5) from sigma_init
+    to sigma_min. G is trained only at sigma_init, so later steps rely on what it kept of the
+    teacher's denoiser."""
+    del teacher_params
+    labels = labels if self.denoiser.num_classes else None
+    keys = jax.random.split(rng, num_steps)
+    x = self.generate(params['generator'], jax.random.normal(keys[0], shape), labels)
+    sigmas = diffusion.karras_sigmas(num_steps + 1, self.sigma_min, self.sigma_init, self.rho)
+    for i in range(1, num_steps):
+      noisy = x + sigmas[i] * jax.random.normal(keys[i], shape)
+      x = self.denoiser(params['generator'], noisy, sigmas[i], labels)
+    return x

@@ -1,0 +1,202 @@
+"""Raw networks: call contract, null label, dropout, bf16, registry, EDM sizes and names."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from fastgen import denoiser as denoiser_lib
+from fastgen import diffusion
+from fastgen import networks
+from fastgen.networks import unet
+
+NUM_CLASSES = 3
+TINY = {
+    'mlp': dict(name='mlp', hidden=32, depth=2, emb_dim=16),
+    'unet': dict(name='unet', img_resolution=8, in_channels=1, model_channels=16,
+                 channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4]),
+}
+SHAPES = {'mlp': (4, 2), 'unet': (4, 8, 8, 1)}
+# EDM CIFAR-10 DDPM++ (EDM Table 7); the count is EDM's SongUNet tallied layer by layer, without
+# its 1,152-parameter map_augment (the paper's 55.73M includes it).
+CIFAR = dict(name='unet', img_resolution=32, in_channels=3, model_channels=128,
+             channel_mult=(2, 2, 2), num_blocks=4, attn_resolutions=(16,), dropout=0.13)
+EDM_CIFAR_UNCOND_PARAMS = 55_732_739
+
+
+def _build(kind, **overrides):
+  return networks.build_network({**TINY[kind], **overrides})
+
+
+def _init(net, shape, seed=0):
+  """Random parameters of the right shapes (numpy, so no init compile): GroupNorm/LayerNorm scales
+  near one, everything else N(0, 0.1^2), so near-zero-initialised output layers hide nothing."""
+  shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros(shape), jnp.zeros(shape[:1]))
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: jnp.asarray((path[-1].key == 'scale') + 0.1 * rng.normal(size=p.shape),
+                                  jnp.float32), shapes['params'])
+
+
+def _inputs(shape):
+  x = jax.random.normal(jax.random.key(2), shape)
+  return x, jnp.linspace(-1.5, 1.0, shape[0])
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'unet'])
+@pytest.mark.parametrize('num_classes', [0, NUM_CLASSES])
+def test_output_shape_and_dtype(kind, num_classes):
+  net = _build(kind, num_classes=num_classes)
+  params = _init(net, SHAPES[kind])
+  x, noise_cond = _inputs(SHAPES[kind])
+  labels = jnp.arange(SHAPES[kind][0]) % (num_classes + 1)
+  out = net.apply({'params': params}, x, noise_cond, labels, train=False)
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(out)))
+  assert ('map_label' in params) == bool(num_classes)
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'unet'])
+def test_null_label_embeds_as_zero(kind):
+  cond = _build(kind, num_classes=NUM_CLASSES)
+  params = _init(cond, SHAPES[kind])
+  x, noise_cond = _inputs(SHAPES[kind])
+  null = jnp.full(x.shape[:1], NUM_CLASSES)
+  out_null = cond.apply({'params': params}, x, noise_cond, null)
+  out_none = cond.apply({'params': params}, x, noise_cond, None)
+  # The unconditional net with the same weights is the conditional net with a zero class embedding.
+  uncond_params = {k: v for k, v in params.items() if k != 'map_label'}
+  out_uncond = _build(kind).apply({'params': uncond_params}, x, noise_cond, None)
+  np.testing.assert_allclose(out_null, out_none, atol=1e-6)
+  np.testing.assert_allclose(out_null, out_uncond, atol=1e-6)
+  out_class0 = cond.apply({'params': params}, x, noise_cond, jnp.zeros_like(null))
+  assert float(jnp.max(jnp.abs(out_class0 - out_null))) > 1e-3
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'unet'])
+def test_dropout_only_in_training(kind):
+  net = _build(kind, dropout=0.5)
+  params = _init(net, SHAPES[kind])
+  x, noise_cond = _inputs(SHAPES[kind])
+  run = lambda train, seed: net.apply({'params': params}, x, noise_cond, None, train=train,
+                                      rngs={'dropout': jax.random.key(seed)})
+  np.testing.assert_array_equal(run(False, 0), run(False, 1))
+  np.testing.assert_array_equal(run(False, 0), net.apply({'params': params}, x, noise_cond))
+  assert float(jnp.max(jnp.abs(run(True, 0) - run(True, 1)))) > 1e-3
+  assert float(jnp.max(jnp.abs(run(True, 0) - run(False, 0)))) > 1e-3
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'unet'])
+def test_bfloat16_compute_keeps_float32_params(kind):
+  f32 = _build(kind, num_classes=NUM_CLASSES)
+  bf16 = _build(kind, num_classes=NUM_CLASSES, dtype='bfloat16')
+  shape = SHAPES[kind]
+  init = jax.eval_shape(bf16.init, jax.random.key(0), jnp.zeros(shape), jnp.zeros(shape[:1]))
+  assert {p.dtype for p in jax.tree.leaves(init)} == {jnp.dtype(jnp.float32)}
+  params = _init(f32, shape)
+  x, noise_cond = _inputs(shape)
+  labels = jnp.arange(shape[0]) % NUM_CLASSES
+  ref = f32.apply({'params': params}, x, noise_cond, labels)
+  out = bf16.apply({'params': params}, x, noise_cond, labels)
+  assert out.dtype == jnp.float32
+  rel = float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref))
+  assert rel < 0.05, rel
+
+
+def test_registry_builds_from_config_dict():
+  cfg = ml_collections.ConfigDict(TINY['unet'])
+  net = networks.build_network(cfg)
+  assert isinstance(net, unet.SongUNet)
+  assert net.channel_mult == (1, 2) and net.attn_resolutions == (4,)
+  assert net.out_channels is None and net.dtype == jnp.float32
+
+
+def test_registry_errors():
+  with pytest.raises(ValueError, match=r"'resnet'.*known: mlp, unet"):
+    networks.build_network({'name': 'resnet'})
+  with pytest.raises(ValueError, match=r'widht.*accepted: hidden, depth, emb_dim'):
+    networks.build_network({'name': 'mlp', 'widht': 3})
+
+
+def test_positional_embedding_matches_edm():
+  """EDM PositionalEmbedding(endpoint=True): frequencies run from 1 down to exactly 1/10000."""
+  emb = unet.positional_embedding(jnp.array([0.0, 2.0]), 8, endpoint=True)
+  freqs = 10000.0 ** -(np.arange(4) / 3)
+  np.testing.assert_allclose(emb[1], np.concatenate([np.cos(2 * freqs), np.sin(2 * freqs)]),
+                             rtol=1e-6)
+  np.testing.assert_allclose(emb[0], [1, 1, 1, 1, 0, 0, 0, 0])
+
+
+@pytest.fixture(scope='module')
+def cifar_shapes():
+  """Parameter shapes of the EDM CIFAR-10 DDPM++ net, unconditional and 10-class (no FLOPs)."""
+  def shapes(num_classes):
+    net = networks.build_network({**CIFAR, 'num_classes': num_classes})
+    x, s = jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,))
+    return jax.eval_shape(lambda: net.init(jax.random.key(0), x, s, None))['params']
+  return shapes(0), shapes(10)
+
+
+def test_cifar_param_count_matches_edm(cifar_shapes):
+  uncond, cond = (networks.count_params(p) for p in cifar_shapes)
+  print(f'DDPM++ CIFAR-10: {uncond:,} unconditional, {cond:,} conditional parameters')
+  assert uncond == EDM_CIFAR_UNCOND_PARAMS
+  assert abs(uncond - 55.73e6) / 55.73e6 < 0.01
+  assert cond - uncond == 10 * 128  # map_label: one-hot -> noise channels, no bias.
+
+
+def test_cifar_parameter_names_mirror_edm(cifar_shapes):
+  uncond, cond = cifar_shapes
+  expected = {  # Flax path -> shape; EDM names with '.' between ModuleDict and key -> '_'.
+      ('map_layer0', 'kernel'): (128, 512),
+      ('map_layer1', 'bias'): (512,),
+      ('enc_32x32_conv', 'kernel'): (3, 3, 3, 128),
+      ('enc_32x32_block0', 'skip', 'kernel'): (1, 1, 128, 256),
+      ('enc_16x16_down', 'conv0', 'kernel'): (3, 3, 256, 256),
+      ('enc_16x16_down', 'skip', 'kernel'): (1, 1, 256, 256),
+      ('enc_16x16_block0', 'qkv', 'kernel'): (1, 1, 256, 768),
+      ('enc_16x16_block0', 'proj', 'bias'): (256,),
+      ('enc_8x8_block3', 'affine', 'kernel'): (512, 256),
+      ('dec_8x8_in0', 'norm2', 'scale'): (256,),
+      ('dec_8x8_in1', 'norm1', 'bias'): (256,),
+      ('dec_16x16_up', 'conv1', 'kernel'): (3, 3, 256, 256),
+      ('dec_16x16_block4', 'qkv', 'bias'): (768,),
+      ('dec_32x32_block0', 'conv0', 'kernel'): (3, 3, 512, 256),
+      ('dec_32x32_aux_norm', 'scale'): (256,),
+      ('dec_32x32_aux_conv', 'kernel'): (3, 3, 256, 3),
+  }
+  for path, shape in expected.items():
+    leaf = uncond
+    for key in path:
+      leaf = leaf[key]
+    assert leaf.shape == shape, path
+  assert 'qkv' not in uncond['dec_16x16_block3'] and 'qkv' not in uncond['enc_8x8_block0']
+  assert set(cond['map_label']) == {'kernel'} and cond['map_label']['kernel'].shape == (10, 128)
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'unet'])
+def test_denoiser_end_to_end(kind):
+  """Both parameterizations of fastgen.denoiser run, train and differentiate on the real init."""
+  net = _build(kind, num_classes=NUM_CLASSES, dropout=0.1)
+  shape = SHAPES[kind]
+  x0 = jax.random.normal(jax.random.key(3), shape)
+  labels = jnp.arange(shape[0]) % (NUM_CLASSES + 1)
+  params = jax.jit(denoiser_lib.Denoiser(net).init)(jax.random.key(0), x0, labels)
+  sigma = jnp.array([0.01, 0.5, 2.0, 80.0])
+  x = x0 + diffusion.expand_like(sigma, x0) * jax.random.normal(jax.random.key(4), shape)
+
+  denoisers = [denoiser_lib.Denoiser(net, p) for p in denoiser_lib.PARAMETERIZATIONS]
+
+  def loss(p):  # Both parameterizations in one compile; dropout on.
+    x0_hats = [d(p, x, sigma, labels, train=True, rng=jax.random.key(5)) for d in denoisers]
+    return sum(jnp.mean((x0_hat - x0) ** 2) for x0_hat in x0_hats), x0_hats
+
+  (value, x0_hats), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  assert np.isfinite(float(value))
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  # Near-zero output layers: the EDM denoiser starts as c_skip x (EDM Eq. 7), the flow one as x_t.
+  sd = denoisers[0].sigma_data
+  c_skip = sd**2 / (sigma**2 + sd**2)
+  np.testing.assert_allclose(x0_hats[0], diffusion.expand_like(c_skip, x) * x, atol=1e-3)
+  np.testing.assert_allclose(x0_hats[1], diffusion.edm_to_flow(x, sigma), atol=1e-3)

@@ -1,0 +1,191 @@
+"""The generic trainer: it learns, it shards, it resumes bit for bit, and it refuses bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from fastgen import checkpoint, train
+from fastgen.teachers import load_teacher
+from tests.tiny_config import get_config as tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sliced_wasserstein(a, b, num_projections=256):
+  """Sliced 2-Wasserstein distance between two equal-size 2-D sample sets."""
+  angles = np.linspace(0, np.pi, num_projections, endpoint=False)
+  directions = np.stack([np.cos(angles), np.sin(angles)], 1)
+  pa, pb = np.sort(a @ directions.T, 0), np.sort(b @ directions.T, 0)
+  return float(np.sqrt(np.mean((pa - pb) ** 2)))
+
+
+def test_short_teacher_training_moves_samples_toward_the_truth(tmp_path):
+  config = tiny_config(num_steps=800)
+  config.network.update(hidden=128, depth=3)
+  config.data.batch_size = 256
+  config.train.update(ema_decay=0.99, log_every=400)
+  experiment = train.Experiment(config)
+  truth, truth_params = load_teacher(ml_collections.ConfigDict(
+      dict(kind='analytic', mixture='gmm2d')))
+  exact = np.asarray(truth.sample(truth_params, jax.random.key(1), 4096))
+  floor = _sliced_wasserstein(exact, np.asarray(truth.sample(truth_params, jax.random.key(2), 4096)))
+  sample = lambda state: np.asarray(experiment.sample(train.sampling_params(state),
+                                                      jax.random.key(0), 4096, 18))
+  before = _sliced_wasserstein(sample(experiment.initial_state()), exact)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  after = _sliced_wasserstein(sample(state), exact)
+  print(f'SWD before {before:.3f} after {after:.3f} noise floor {floor:.3f}')
+  assert after < 0.3 * before and after < 3 * floor, (before, after, floor)
+  records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert [r['step'] for r in records] == [400, 800]
+  assert all(np.isfinite(r['train/denoiser/loss']) for r in records)
+
+
+# ------------------------------------------------------------------ subprocess runs of the CLI
+
+
+def _run_cli(workdir, *overrides, devices=8, wait=True, env_extra=None):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO, **(env_extra or {}))
+  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={REPO}/tests/tiny_config.py',
+         f'--workdir={workdir}', *overrides]
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  if not wait:
+    return proc
+  out, err = proc.communicate(timeout=300)
+  return proc.returncode, out, err
+
+
+def _final_params(workdir):
+  return jax.tree.leaves(checkpoint.load_params(str(workdir), ('params',)))
+
+
+def _assert_same(a, b, exact=True):
+  for x, y in zip(a, b, strict=True):
+    if exact:
+      np.testing.assert_array_equal(x, y)
+    else:
+      np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+
+
+def test_one_and_eight_devices_agree(tmp_path):
+  code1, _, err1 = _run_cli(tmp_path / 'one', devices=1)
+  code8, _, err8 = _run_cli(tmp_path / 'eight', devices=8)
+  assert code1 == 0 and code8 == 0, err1[-2000:] + err8[-2000:]
+  _assert_same(_final_params(tmp_path / 'one'), _final_params(tmp_path / 'eight'), exact=False)
+
+
+def _wait_for_checkpoint(workdir, proc, timeout=120):
+  start = time.time()
+  directory = workdir / 'checkpoints'
+  while time.time() - start < timeout:
+    if directory.exists() and any(p.name.isdigit() for p in directory.iterdir()):
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f'run ended before its first checkpoint: {proc.stderr.read()[-2000:]}')
+    time.sleep(0.05)
+  raise AssertionError('no checkpoint appeared')
+
+
+@pytest.mark.parametrize('how', [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_run_resumes_bit_identically(tmp_path, how):
+  steps = ['--config.train.num_steps=3000', '--config.train.checkpoint_every=100']
+  code, _, err = _run_cli(tmp_path / 'straight', *steps)
+  assert code == 0, err[-2000:]
+  proc = _run_cli(tmp_path / 'interrupted', *steps, wait=False)
+  _wait_for_checkpoint(tmp_path / 'interrupted', proc)
+  proc.send_signal(how)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == (0 if how == signal.SIGTERM else -signal.SIGKILL), err[-2000:]
+  saved = checkpoint.Checkpointer(str(tmp_path / 'interrupted')).steps()
+  assert saved and max(saved) < 3000, saved  # it really stopped early
+  code, _, err = _run_cli(tmp_path / 'interrupted', *steps)
+  assert code == 0, err[-2000:]
+  assert 'resumed from' in err
+  _assert_same(_final_params(tmp_path / 'straight'), _final_params(tmp_path / 'interrupted'))
+  records = [json.loads(l) for l in open(tmp_path / 'interrupted' / 'metrics.jsonl')]
+  assert [r['step'] for r in records] == sorted({r['step'] for r in records})  # no duplicates
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.train.no_such_key=1', 'no_such_key'),
+    ('--config.objective.name=nope', "unknown objective 'nope'"),
+    ('--config.network.name=nope', "nope"),
+    ('--config.data.name=nope', "nope"),
+    ('--config.teacher.kind=nope', "unknown teacher.kind 'nope'"),
+    ('--config.data.batch_size=12', 'not divisible'),
+])
+def test_bad_config_gives_one_clear_error(tmp_path, override, message):
+  code, _, err = _run_cli(tmp_path, override, devices=8)
+  assert code != 0
+  assert message in err, err[-3000:]
+  assert 'Traceback' not in err, err[-3000:]
+
+
+def test_workdir_of_another_config_is_refused_and_left_intact(tmp_path):
+  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=20')
+  assert code == 0, err[-2000:]
+  before = _final_params(tmp_path)
+  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=40', '--config.network.hidden=32')
+  assert code == 1
+  assert 'different configuration' in err and "'params']['denoiser']" in err, err[-2000:]
+  assert 'shape (64,' in err or 'shape (32,' in err or '(2, 64)' in err, err[-2000:]
+  assert checkpoint.Checkpointer(str(tmp_path)).steps() == [20]
+  _assert_same(before, _final_params(tmp_path))
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
+  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=40')
+  assert code == 0, err[-2000:]
+  latest = tmp_path / 'checkpoints' / '40' / 'state'
+  for path in latest.rglob('*'):
+    if path.is_file() and path.stat().st_size > 0 and 'metadata' not in path.name:
+      path.write_bytes(b'garbage')
+  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=60')
+  assert code == 0, err[-3000:]
+  assert 'unreadable' in err
+  assert (tmp_path / 'checkpoints_unreadable' / '40').exists()  # set aside, not deleted
+  assert checkpoint.Checkpointer(str(tmp_path)).steps()[-1] == 60
+
+
+def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
+  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=20')
+  assert code == 0, err[-2000:]
+  for path in (tmp_path / 'checkpoints').rglob('*'):
+    if path.is_file():
+      path.write_bytes(b'garbage')
+  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=40')
+  assert code == 1
+  assert 'no usable checkpoint' in err, err[-2000:]
+
+
+def test_non_finite_loss_stops_naming_step_and_network(tmp_path):
+  code, _, err = _run_cli(tmp_path, '--config.optim.lr=1e30', '--config.optim.grad_clip=0',
+                          '--config.optim.warmup_steps=1', '--config.train.checkpoint_every=1000')
+  assert code == 1
+  assert 'non-finite loss or gradient at step' in err and 'denoiser' in err, err[-2000:]
+  assert not (tmp_path / 'checkpoints').exists() or not checkpoint.Checkpointer(
+      str(tmp_path)).steps()
+
+
+def test_sample_mode_writes_npz_and_png(tmp_path):
+  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=20')
+  assert code == 0, err[-2000:]
+  code, _, err = _run_cli(tmp_path, '--mode=sample', '--config.sample.num_samples=300',
+                          '--config.sample.batch_size=128')
+  assert code == 0, err[-2000:]
+  samples = np.load(tmp_path / 'samples' / 'samples_8step.npz')['samples']
+  assert samples.shape == (300, 2) and np.all(np.isfinite(samples))
+  assert (tmp_path / 'samples' / 'samples_8step.png').exists()
