@@ -43,6 +43,20 @@ def get_config():
       batch_size=500,
       grid_size=100))              # pictures during training
 
+  # In-loop evaluation (fastgen.evaluate) and --mode=eval.
+  config.eval = ml_collections.ConfigDict(dict(
+      every=0,                     # steps between evaluations; 0: only --mode=eval
+      features='digits',           # inception | digits | exact (analytic targets)
+      num_samples=2000,            # per k; FID papers use 50000 (inception)
+      batch_size=500,
+      steps=(1, 2, 4),             # student sampler steps k, one metric each
+      teacher_steps=18,            # teacher Heun steps (2k - 1 NFE), evaluated once; 0: skip
+      reference='',                # EDM-format .npz (mu, sigma); '': computed from config.data
+      reference_num_samples=0,     # '' reference: images to use (0: the whole digits split)
+      inception_weights='',        # '': $FASTGEN_INCEPTION_WEIGHTS
+      num_projections=512,         # exact: sliced Wasserstein directions
+      seed=0))                     # the same noise at every evaluation
+
   config.distributed = ml_collections.ConfigDict(dict(
       enabled=False,               # jax.distributed.initialize() before anything else
       coordinator_address='',      # '' = auto-detect (TPU pods, SLURM, ...)

@@ -19,18 +19,29 @@ class CheckpointError(RuntimeError):
   """A checkpoint that does not fit this run, or no usable checkpoint."""
 
 
+def _key_names(path) -> tuple[str, ...]:
+  # Orbax metadata stores NamedTuples (optax states) as dicts: compare keys by name only.
+  return tuple(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
+
+
 def _shape_mismatch(saved_metadata, abstract_state):
   """The first array whose saved shape differs from this run's, as a message, or None."""
-  saved = dict(jax.tree_util.tree_flatten_with_path(saved_metadata)[0])
+  saved = {_key_names(path): leaf
+           for path, leaf in jax.tree_util.tree_flatten_with_path(saved_metadata)[0]}
   for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
     name = jax.tree_util.keystr(path)
-    if path not in saved:
+    if _key_names(path) not in saved:
       return f'array {name} of this run is not in the checkpoint'
-    saved_shape = tuple(getattr(saved[path], 'shape', ()) or ())
+    saved_shape = tuple(getattr(saved[_key_names(path)], 'shape', ()) or ())
     if saved_shape != tuple(leaf.shape):
       return (f'array {name} has shape {saved_shape} in the checkpoint but {tuple(leaf.shape)} '
               f'in this run')
   return None
+
+
+def _item_handlers():
+  # Handlers up front (not just item names), so metadata is readable before the first save.
+  return {'state': ocp.StandardCheckpointHandler(), 'data': ocp.JsonCheckpointHandler()}
 
 
 class Checkpointer:
@@ -46,7 +57,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
         enable_async_checkpointing=False, create=True)
-    return ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'data'))
+    return ocp.CheckpointManager(self.directory, options=options, item_handlers=_item_handlers())
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -81,16 +92,17 @@ class Checkpointer:
     for step in reversed(self.steps()):
       try:
         metadata = self._manager.item_metadata(step)['state']
+        if metadata is None:
+          raise ValueError('no array metadata')
       except Exception as e:  # pylint: disable=broad-except
         tried.append(step)
         self._set_aside(step, e)
         continue
-      if metadata is not None:
-        mismatch = _shape_mismatch(metadata, abstract_state)
-        if mismatch:
-          raise CheckpointError(
-              f'{self.directory}/{step} was written by a different configuration: {mismatch}. '
-              f'Use a new --workdir, or the config that wrote it.')
+      mismatch = _shape_mismatch(metadata, abstract_state)
+      if mismatch:
+        raise CheckpointError(
+            f'{self.directory}/{step} was written by a different configuration: {mismatch}. '
+            f'Use a new --workdir, or the config that wrote it.')
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
@@ -109,12 +121,46 @@ class Checkpointer:
     self._manager.close()
 
 
+class BestCheckpointer:
+  """The one state with the lowest value of a metric so far, in ``<workdir>/checkpoints_best``
+  (``<step>/{state,metrics}``); the previous best is deleted only after the new one is written."""
+
+  def __init__(self, workdir: str, key: str):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints_best')
+    self.key = key
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.LatestN(1),
+        enable_async_checkpointing=False, create=True)
+    handlers = {'state': ocp.StandardCheckpointHandler(), 'metrics': ocp.JsonCheckpointHandler()}
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=handlers)
+
+  def best(self) -> tuple[int, float] | None:
+    """``(step, value)`` of the kept state, or None."""
+    step = self._manager.latest_step()
+    if step is None:
+      return None
+    metrics = self._manager.restore(step, args=ocp.args.Composite(
+        metrics=ocp.args.JsonRestore()))['metrics']
+    return step, metrics.get(self.key, float('inf'))
+
+  def save(self, step: int, state, metrics: dict) -> None:
+    if step in self._manager.all_steps():
+      return  # Re-evaluated after a resume: the same state, already kept.
+    metrics = {k: float(v) for k, v in metrics.items()}
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), metrics=ocp.args.JsonSave(metrics)), force=True)
+
+  def close(self):
+    self._manager.close()
+
+
 def load_params(workdir: str, path=('ema', 'denoiser')):
   """Read one sub-tree (default: the EMA denoiser) of a workdir's newest checkpoint, as numpy."""
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   if not os.path.isdir(directory):
     raise CheckpointError(f'no checkpoints under {workdir} (expected {directory})')
-  manager = ocp.CheckpointManager(directory, item_names=('state', 'data'))
+  manager = ocp.CheckpointManager(directory, item_handlers=_item_handlers())
   step = manager.latest_step()
   if step is None:
     raise CheckpointError(f'no complete checkpoint under {directory}')

@@ -2,6 +2,7 @@
 
   python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits [--mode=train]
   python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits --mode=sample
+  python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits --mode=eval
 
 Any config entry can be overridden: ``--config.train.num_steps=200``. Errors in the user's input
 (config, data, checkpoints) print one ``fastgen: error: ...`` line and exit with status 1.
@@ -36,9 +37,18 @@ def _initialize_distributed(config):
                jax.local_device_count())
 
 
+def _quiet_libraries():
+  """Keep fastgen's progress lines readable: orbax logs every save and restore at INFO."""
+  chatty = ('/orbax/', '/jax/_src/', '/clu/')
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= 30 or  # Python logging.WARNING
+      not any(part in record.pathname for part in chatty))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  _quiet_libraries()
   config = _CONFIG.value
   # Imported after flag parsing so --help and flag errors stay fast.
   from fastgen import checkpoint, data, train
@@ -51,8 +61,7 @@ def main(argv):
     elif _MODE.value == 'sample':
       train.sample_to_workdir(config, _WORKDIR.value)
     else:
-      from fastgen import evaluate
-      evaluate.evaluate_workdir(config, _WORKDIR.value)
+      train.evaluate_workdir(config, _WORKDIR.value)
   except user_errors as e:
     logging.debug('error', exc_info=True)
     message = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -20,7 +20,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from fastgen import checkpoint, data, images, metrics, objectives, sharding, teachers
+from fastgen.evaluation.evaluator import all_rows
+from fastgen import (checkpoint, data, evaluate, images, metrics, objectives, sharding,
+                     teachers)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -133,13 +135,19 @@ class Experiment:
     return jnp.arange(num, dtype=jnp.int32) % num_classes if num_classes else None
 
   @functools.cached_property
-  def _sample(self):
-    return jax.jit(self.objective.sample, static_argnames=('shape', 'num_steps'))
+  def _samplers(self):
+    """Jitted ``objective.sample``: output split over the 'data' axis, or replicated when the
+    sample count does not divide over the devices."""
+    return {split: jax.jit(self.objective.sample, static_argnames=('shape', 'num_steps'),
+                           out_shardings=(sharding.batch_sharded(self.mesh) if split
+                                          else sharding.replicated(self.mesh)))
+            for split in (True, False)}
 
   def sample(self, params, rng, num: int, num_steps: int):
     """``num`` samples of the model in ``params`` (EMA weights) with ``num_steps`` steps."""
-    return self._sample(params, self.teacher_params, rng, self.sample_labels(num),
-                        shape=(num,) + tuple(self.data.shape), num_steps=num_steps)
+    sample = self._samplers[num % self.mesh.size == 0]
+    return sample(params, self.teacher_params, rng, self.sample_labels(num),
+                  shape=(num,) + tuple(self.data.shape), num_steps=num_steps)
 
 
 def _save_config(config, workdir):
@@ -179,8 +187,8 @@ class _Preemption:
 def _write_samples(experiment, state, step, workdir, logger):
   cfg = experiment.config.sample
   rng = jax.random.fold_in(experiment.sample_rng, step)
-  samples = np.asarray(experiment.sample(sampling_params(state), rng, cfg.grid_size,
-                                         cfg.num_steps))
+  samples = all_rows(experiment.sample(sampling_params(state), rng, cfg.grid_size,
+                                       cfg.num_steps), cfg.grid_size)
   picture = images.picture(samples)
   if jax.process_index() == 0:
     os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
@@ -205,8 +213,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       in_shardings=(replicated, replicated, sharding.batch_sharded(experiment.mesh), replicated),
       out_shardings=(replicated, replicated), donate_argnums=0)
   groups = experiment.objective.groups
+  evaluator = evaluate.RunEvaluator(experiment) if config.eval.every else None
+  best = checkpoint.BestCheckpointer(workdir, evaluator.primary_key) if evaluator else None
   preemption = _Preemption()
-  start_step, start_time = step, time.time()
+  start_step, start_time, paused = step, time.time(), 0.0
   unchecked = None  # (step, metrics) not yet checked for NaN: checked one step late, no stall.
   try:
     while step < train.num_steps:
@@ -218,21 +228,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       step += 1
       unchecked = None if train.skip_nonfinite else (step, step_metrics)
       is_last = step == train.num_steps
+      record = {}
       if step % train.log_every == 0 or is_last:
         step_metrics = sharding.to_host(step_metrics)
         if unchecked:
           check_finite(step, step_metrics, groups)
           unchecked = None
-        elapsed = time.time() - start_time
-        rate = (step - start_step) / max(elapsed, 1e-9)
-        logger.write(step, {f'train/{k}': v for k, v in step_metrics.items()
-                            if not k.endswith('/finite')} | {'train/steps_per_sec': rate})
+        rate = (step - start_step) / max(time.time() - start_time - paused, 1e-9)
+        record |= {f'train/{k}': v for k, v in step_metrics.items()
+                   if not k.endswith('/finite')} | {'train/steps_per_sec': rate}
         logging.info('step %d/%d  %s  %.2f steps/s  ETA %s', step, train.num_steps,
                      '  '.join(f'{k}={float(v):.4g}' for k, v in step_metrics.items()
                                if k.endswith('loss')),
                      rate, _format_eta((train.num_steps - step) / max(rate, 1e-9)))
+      pause_start = time.time()
       if train.sample_every and (step % train.sample_every == 0 or is_last):
         _write_samples(experiment, state, step, workdir, logger)
+      if evaluator and (step % config.eval.every == 0 or is_last):
+        record |= _evaluate(evaluator, best, state, step)
+      paused += time.time() - pause_start  # steps/s and ETA count training time only
+      if record:
+        logger.write(step, record)
       if step % train.checkpoint_every == 0 or is_last or preemption.requested:
         if unchecked:
           check_finite(*unchecked, groups)
@@ -244,7 +260,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preemption.restore()
     logger.close()
     checkpointer.close()
+    if best:
+      best.close()
   return state
+
+
+def _evaluate(evaluator, best, state, step) -> dict:
+  """Evaluate, keep the state if it is the best so far by the primary metric; the metrics."""
+  start = time.time()
+  results = evaluator.evaluate(sampling_params(state))
+  logging.info('eval at step %d (%.1f s): %s', step, time.time() - start,
+               evaluate.format_metrics(results))
+  kept = best.best()
+  if evaluator.is_improvement(results, kept[1] if kept else None):
+    best.save(step, state, results)
+  return results | {'eval/seconds': time.time() - start}
 
 
 def _format_eta(seconds: float) -> str:
@@ -252,23 +282,43 @@ def _format_eta(seconds: float) -> str:
   return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
 
 
-def sample_to_workdir(config, workdir: str) -> str:
-  """``--mode=sample``: ``config.sample.num_samples`` samples of the newest checkpoint's EMA
-  model, written to ``<workdir>/samples/samples_<k>step.{npz,png}``; returns the npz path."""
-  experiment = Experiment(config)
-  checkpointer = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+def _restore_for_inference(experiment, workdir):
+  checkpointer = checkpoint.Checkpointer(workdir, keep=experiment.config.train.keep_checkpoints)
   restored = checkpointer.restore_latest(experiment.abstract_state())
   checkpointer.close()
   if restored is None:
     raise checkpoint.CheckpointError(f'no checkpoint in {workdir}: train first (--mode=train)')
   step, state, _ = restored
+  return step, state
+
+
+def evaluate_workdir(config, workdir: str) -> dict:
+  """``--mode=eval``: metrics of the newest checkpoint (``config.eval``), printed and written to
+  ``<workdir>/eval/step_<step>.json``; returns them."""
+  experiment = Experiment(config)
+  step, state = _restore_for_inference(experiment, workdir)
+  results = evaluate.RunEvaluator(experiment).evaluate(sampling_params(state))
+  if jax.process_index() == 0:
+    os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+    path = os.path.join(workdir, 'eval', f'step_{step:07d}.json')
+    with open(path, 'w') as f:
+      json.dump({'step': step, **results}, f, indent=2)
+    print(f'step {step}: {evaluate.format_metrics(results)}\nwrote {path}')
+  return results
+
+
+def sample_to_workdir(config, workdir: str) -> str:
+  """``--mode=sample``: ``config.sample.num_samples`` samples of the newest checkpoint's EMA
+  model, written to ``<workdir>/samples/samples_<k>step.{npz,png}``; returns the npz path."""
+  experiment = Experiment(config)
+  step, state = _restore_for_inference(experiment, workdir)
   cfg = config.sample
   chunks, labels = [], []
   for i in range(0, cfg.num_samples, cfg.batch_size):
     num = min(cfg.batch_size, cfg.num_samples - i)
     rng = jax.random.fold_in(experiment.sample_rng, i)
-    chunks.append(np.asarray(experiment.sample(sampling_params(state), rng, num,
-                                               cfg.num_steps)))
+    chunks.append(all_rows(experiment.sample(sampling_params(state), rng, num, cfg.num_steps),
+                           num))
     chunk_labels = experiment.sample_labels(num)
     labels.append(np.zeros(num, np.int32) if chunk_labels is None else np.asarray(chunk_labels))
   samples = np.concatenate(chunks)
