@@ -15,7 +15,7 @@ configs/edm_cifar.py instead of the unconditional NCSN++ EDM model.
 
 import ml_collections
 
-from configs import default
+from configs import default, edm_cifar
 
 
 def get_config():
@@ -32,4 +32,5 @@ def get_config():
   config.train.update(num_steps=800_000, log_every=500, checkpoint_every=5000,
                       sample_every=10_000, ema_decay=0.9999)
   config.sample.update(num_steps=1, num_samples=50_000, batch_size=1000, grid_size=100)
+  config.eval = edm_cifar.eval_config(steps=(1, 2, 4), every=5000)
   return config

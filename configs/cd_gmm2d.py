@@ -9,7 +9,7 @@ mu = 0.95 (the paper's ImageNet / LSUN value: from a fresh init it reached a 1-s
 in 3000 steps where mu = 0, stop-gradient(student), stalled at 0.011).
 """
 
-from configs import default
+from configs import default, edm_gmm2d
 
 
 def get_config():
@@ -23,4 +23,5 @@ def get_config():
   config.train.update(num_steps=3000, log_every=200, checkpoint_every=1000, sample_every=1000,
                       ema_decay=0.99)
   config.sample.update(num_steps=1, num_samples=10000, batch_size=10000, grid_size=5000)
+  config.eval = edm_gmm2d.eval_config(steps=(1, 2, 4), every=1000)
   return config

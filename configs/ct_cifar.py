@@ -13,7 +13,7 @@ warm-up (10 Mimg, as Song et al. 2023).
 
 import ml_collections
 
-from configs import default
+from configs import default, edm_cifar
 
 
 def get_config():
@@ -30,4 +30,5 @@ def get_config():
   config.train.update(num_steps=400_000, log_every=500, checkpoint_every=5000,
                       sample_every=10_000, ema_decay=0.99993)
   config.sample.update(num_steps=1, num_samples=50_000, batch_size=1000, grid_size=100)
+  config.eval = edm_cifar.eval_config(steps=(1, 2, 4), every=5000)
   return config

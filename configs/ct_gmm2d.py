@@ -7,7 +7,7 @@ Song & Dhariwal 2023's recipe: pseudo-Huber metric, lognormal noise-index sampli
 ``objective.total_steps`` (keep it equal to train.num_steps), target = stop-gradient(student).
 """
 
-from configs import default
+from configs import default, edm_gmm2d
 
 
 def get_config():
@@ -20,4 +20,5 @@ def get_config():
   config.train.update(num_steps=3000, log_every=200, checkpoint_every=1000, sample_every=1000,
                       ema_decay=0.99)
   config.sample.update(num_steps=1, num_samples=10000, batch_size=10000, grid_size=5000)
+  config.eval = edm_gmm2d.eval_config(steps=(1, 2, 4), every=1000)
   return config

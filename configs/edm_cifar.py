@@ -13,6 +13,18 @@ import ml_collections
 from configs import default
 
 
+def eval_config(steps, every: int, teacher_steps: int = 18) -> ml_collections.ConfigDict:
+  """In-loop FID (Inception pool3, 10k samples; papers report 50k with --mode=eval and
+  --config.eval.num_samples=50000). Pass the community's reference statistics with
+  --config.eval.reference=/path/to/cifar10-32x32.npz (EDM's file); '' computes them from the 50k
+  training images. Inception weights: --config.eval.inception_weights or
+  $FASTGEN_INCEPTION_WEIGHTS (inception-2015-12-05.pkl or pt_inception-2015-12-05-*.pth)."""
+  return ml_collections.ConfigDict(dict(
+      every=every, features='inception', num_samples=10_000, batch_size=500, steps=tuple(steps),
+      teacher_steps=teacher_steps, reference='', reference_num_samples=50_000,
+      inception_weights='', num_projections=512, seed=0))
+
+
 def get_config():
   config = default.get_config()
   config.data.update(name='cifar10', batch_size=512, data_dir='', random_flip=True)
@@ -25,4 +37,5 @@ def get_config():
   config.train.update(num_steps=390_625, log_every=500, checkpoint_every=5000,
                       sample_every=10_000, ema_decay=0.5 ** (512 / 5e5))
   config.sample.update(num_steps=18, num_samples=50_000, batch_size=1000, grid_size=100)
+  config.eval = eval_config(steps=(18,), every=50_000, teacher_steps=0)  # Heun 18 = 35 NFE
   return config

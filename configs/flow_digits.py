@@ -14,4 +14,5 @@ def get_config():
   config.objective = ml_collections.ConfigDict(dict(
       name='flow_matching', time_distribution='logit_normal', label_dropout=0.1))
   config.sample.num_steps = 32  # Euler steps in t = network evaluations
+  config.eval.steps = (32,)
   return config

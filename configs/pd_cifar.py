@@ -16,7 +16,7 @@ EDM's time grid. ``sample.num_steps=0`` samples with the current round's step co
 
 import ml_collections
 
-from configs import default
+from configs import default, edm_cifar
 
 
 def get_config():
@@ -33,4 +33,5 @@ def get_config():
   config.train.update(num_steps=13 * 50_000, log_every=500, checkpoint_every=5000,
                       sample_every=10_000, ema_decay=0.0)
   config.sample.update(num_steps=0, num_samples=50_000, batch_size=1000, grid_size=100)
+  config.eval = edm_cifar.eval_config(steps=(1, 2, 4), every=5000)
   return config

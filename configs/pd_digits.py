@@ -7,21 +7,16 @@ The student has edm_digits' network and starts from the teacher's EMA params; ro
 the teacher's 32-step DDIM sampler into 16 steps, then 8, 4, 2, 1 (5 rounds of
 ``steps_per_round``). No EMA and gradient clipping 1, as Salimans & Ho 2022; a larger learning
 rate than their 5e-5 to fit a CPU budget. ``sample.num_steps=0`` samples with the current
-round's step count. Samples: runs/pd_digits/samples/step_*.png (row i = digit i mod 10).
+round's step count. Samples: runs/pd_digits/samples/step_*.png (column i = digit i).
 """
 
-import ml_collections
-
-from configs import default
+from configs import default, edm_digits
 
 
 def get_config():
   config = default.get_config()
   config.data.update(name='digits', batch_size=128, split='train')
-  config.network = ml_collections.ConfigDict(dict(  # = configs/edm_digits.py's network, dropout 0
-      name='unet', parameterization='edm', sigma_data=0.5, img_resolution=8, in_channels=1,
-      model_channels=32, channel_mult=(1, 2, 2), num_blocks=2, attn_resolutions=(4,),
-      dropout=0.0, num_classes=10))
+  config.network = edm_digits.network(dropout=0.0)
   config.teacher.update(kind='checkpoint', workdir='runs/edm_digits')
   config.objective.update(name='pd', initial_steps=16, final_steps=1, steps_per_round=1000,
                           init_from_teacher=True)
@@ -29,4 +24,5 @@ def get_config():
   config.train.update(num_steps=5000, log_every=200, checkpoint_every=1000, sample_every=1000,
                       ema_decay=0.0)
   config.sample.update(num_steps=0, num_samples=10000, batch_size=1000, grid_size=100)
+  config.eval = edm_digits.eval_config(steps=(1, 2, 4), every=1000)
   return config

@@ -9,7 +9,7 @@ steps, ``steps_per_round`` training steps each. ``sample.num_steps=0`` samples w
 round's step count.
 """
 
-from configs import default
+from configs import default, edm_gmm2d
 
 
 def get_config():
@@ -23,4 +23,5 @@ def get_config():
   config.train.update(num_steps=3000, log_every=250, checkpoint_every=750, sample_every=750,
                       ema_decay=0.0)
   config.sample.update(num_steps=0, num_samples=10000, batch_size=10000, grid_size=5000)
+  config.eval = edm_gmm2d.eval_config(steps=(1, 2, 4), every=750)  # once per round
   return config

@@ -18,7 +18,7 @@ shapes; it must be on disk.
 
 import ml_collections
 
-from configs import default
+from configs import default, edm_cifar
 
 
 def get_config():
@@ -36,4 +36,5 @@ def get_config():
   config.train.update(num_steps=390_625, log_every=500, checkpoint_every=5000,
                       sample_every=10_000, ema_decay=0.5 ** (256 / 5e5), skip_nonfinite=True)
   config.sample.update(num_steps=1, num_samples=50_000, batch_size=1000, grid_size=100)
+  config.eval = edm_cifar.eval_config(steps=(1, 2, 4), every=5000)
   return config

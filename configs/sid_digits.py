@@ -9,21 +9,16 @@ the batch size and image shape. Adam with beta1 = 0 as in the official SiD code;
 rate is 10x the paper's CIFAR-10 value, for a CPU budget of a few thousand steps. A SiD step costs
 several EDM steps (two generator passes, fake score, teacher); these settings have only been
 smoke-tested (20 steps from a 20-step teacher), not tuned against the full teacher.
-Samples: runs/sid_digits/samples/step_*.png (row i = digit i mod 10).
+Samples: runs/sid_digits/samples/step_*.png (column i = digit i).
 """
 
-import ml_collections
-
-from configs import default
+from configs import default, edm_digits
 
 
 def get_config():
   config = default.get_config()
   config.data.update(name='digits', batch_size=128, split='train')
-  config.network = ml_collections.ConfigDict(dict(  # = configs/edm_digits.py's network
-      name='unet', parameterization='edm', sigma_data=0.5, img_resolution=8, in_channels=1,
-      model_channels=32, channel_mult=(1, 2, 2), num_blocks=2, attn_resolutions=(4,),
-      dropout=0.1, num_classes=10))
+  config.network = edm_digits.network(dropout=0.1)
   config.teacher.update(kind='checkpoint', workdir='runs/edm_digits')
   config.objective.update(name='sid', alpha=1.2, sigma_init=2.5, tmax=800, p_mean=-1.2,
                           p_std=1.2, init_from_teacher=True)
@@ -31,4 +26,5 @@ def get_config():
   config.train.update(num_steps=4000, log_every=200, checkpoint_every=1000, sample_every=1000,
                       ema_decay=0.999)
   config.sample.update(num_steps=1, num_samples=10000, batch_size=1000, grid_size=100)
+  config.eval = edm_digits.eval_config(steps=(1, 2, 4), every=1000)
   return config

@@ -8,7 +8,7 @@ beta1 = 0 as in the official SiD code; a larger learning rate than the paper's 1
 networks start from scratch.
 """
 
-from configs import default
+from configs import default, edm_gmm2d
 
 
 def get_config():
@@ -22,4 +22,5 @@ def get_config():
   config.train.update(num_steps=4000, log_every=200, checkpoint_every=2000, sample_every=2000,
                       ema_decay=0.99)
   config.sample.update(num_steps=1, num_samples=10000, batch_size=10000, grid_size=5000)
+  config.eval = edm_gmm2d.eval_config(steps=(1, 2, 4), every=1000)
   return config

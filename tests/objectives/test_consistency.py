@@ -14,9 +14,10 @@ import scipy.special
 
 from configs import (cd_cifar, cd_digits, cd_gmm2d, ct_cifar, ct_digits, ct_gmm2d, edm_cifar,
                      edm_digits)
-from fastgen import checkpoint, denoiser as denoiser_lib, objectives, samplers, teachers, train
+from fastgen import checkpoint, objectives, samplers, teachers, train
 from fastgen.evaluation import exact
 from fastgen.networks import mlp
+from tests.objectives import image_configs
 from fastgen.objectives import consistency
 from fastgen.teachers import analytic
 
@@ -132,13 +133,7 @@ def test_image_configs_build(config_module, teacher_module):
   config = config_module.get_config()
   shape_keys = lambda c: {k: v for k, v in c.network.items() if k not in ('dropout', 'num_classes')}
   assert shape_keys(config) == shape_keys(teacher_module.get_config())
-  teacher = denoiser_lib.from_config(config.network)  # stands in for the checkpoint teacher
-  objective = objectives.make_objective(config, teacher)
-  size = config.network.img_resolution
-  batch = {'x': jnp.zeros((1, size, size, config.network.in_channels)),
-           'label': jnp.zeros((1,), jnp.int32)}
-  teacher_params = jax.eval_shape(teacher.init, jax.random.key(0), batch['x'], batch['label'])
-  params = jax.eval_shape(objective.init, jax.random.key(1), batch, teacher_params)
+  objective, teacher_params, params = image_configs.abstract_init(config)
   if config.objective.name == 'cd':
     assert jax.tree.structure(params['student']) == jax.tree.structure(teacher_params)
   else:

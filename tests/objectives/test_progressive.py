@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from configs import edm_cifar, edm_digits, pd_cifar, pd_digits, pd_gmm2d
-from fastgen import checkpoint, denoiser as denoiser_lib, diffusion, objectives, samplers, teachers
+from fastgen import checkpoint, denoiser as denoiser_lib, diffusion, samplers, teachers
 from fastgen import train
 from fastgen.evaluation import exact
 from fastgen.networks import mlp
+from tests.objectives import image_configs
 from fastgen.objectives import progressive
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,15 +99,9 @@ def test_image_configs_build_and_start_from_their_teacher(config_module, teacher
   config = config_module.get_config()
   without_dropout = lambda c: {k: v for k, v in c.network.items() if k != 'dropout'}
   assert without_dropout(config) == without_dropout(teacher_module.get_config())
-  teacher = denoiser_lib.from_config(config.network)  # stands in for the checkpoint teacher
-  objective = objectives.make_objective(config, teacher)
+  objective, teacher_params, params = image_configs.abstract_init(config)
   assert objective.student_steps(objective.num_rounds - 1) == 1
   assert config.train.num_steps == objective.num_rounds * objective.steps_per_round
-  size = config.network.img_resolution
-  batch = {'x': jnp.zeros((1, size, size, config.network.in_channels)),
-           'label': jnp.zeros((1,), jnp.int32)}
-  teacher_params = jax.eval_shape(teacher.init, jax.random.key(0), batch['x'], batch['label'])
-  params = jax.eval_shape(objective.init, jax.random.key(1), batch, teacher_params)
   assert jax.tree.structure(params['student']) == jax.tree.structure(teacher_params)
 
 

@@ -20,6 +20,7 @@ from configs import edm_cifar, edm_digits, sid_cifar, sid_digits, sid_gmm2d
 from fastgen import checkpoint, objectives, samplers, teachers, train
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
+from tests.objectives import image_configs
 from fastgen.objectives import sid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,13 +90,7 @@ def test_init_from_teacher_refuses_a_teacher_of_another_architecture():
 def test_image_configs_build_and_start_from_their_teacher(config_module, teacher_module):
   config = config_module.get_config()
   assert config.network.to_dict() == teacher_module.get_config().network.to_dict()
-  teacher = denoiser_lib.from_config(config.network)  # stands in for the checkpoint teacher
-  objective = objectives.make_objective(config, teacher)
-  size = config.network.img_resolution
-  batch = {'x': jnp.zeros((1, size, size, config.network.in_channels)),
-           'label': jnp.zeros((1,), jnp.int32)}
-  teacher_params = jax.eval_shape(teacher.init, jax.random.key(0), batch['x'], batch['label'])
-  params = jax.eval_shape(objective.init, jax.random.key(1), batch, teacher_params)
+  objective, teacher_params, params = image_configs.abstract_init(config)
   assert jax.tree.structure(params['generator']) == jax.tree.structure(teacher_params)
 
 
