@@ -168,21 +168,21 @@ def test_training_reaches_the_mixture_and_keeps_the_best_evaluated_state(tmp_pat
   config.data.batch_size = 256
   config.train.update(ema_decay=0.99, log_every=200)
   config.eval.update(every=400, features='exact', num_samples=4096, batch_size=1024,
-                     steps=(8,), teacher_steps=0)
+                     steps=(18,), teacher_steps=0)
   experiment = train.Experiment(config)
   before = evaluate.RunEvaluator(experiment).evaluate(
-      train.sampling_params(experiment.initial_state()))['eval/swd_8step']
+      train.sampling_params(experiment.initial_state()))['eval/swd_18step']
   train.train_and_evaluate(config, str(tmp_path))
   records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
   assert [r['step'] for r in records] == [200, 400, 600, 800]  # one record per step
   assert all(np.isfinite(r['train/denoiser/loss']) for r in records)
-  swd = {r['step']: r['eval/swd_8step'] for r in records if 'eval/swd_8step' in r}
+  swd = {r['step']: r['eval/swd_18step'] for r in records if 'eval/swd_18step' in r}
   floor = records[-1]['eval/swd_floor']
-  print(f'SWD before {before:.3f}, at 400 / 800 steps {swd[400]:.3f} / {swd[800]:.3f}, '
-        f'noise floor {floor:.3f}')
+  print(f'SWD (Heun, 18 steps) before {before:.3f}, at 400 / 800 steps {swd[400]:.3f} / '
+        f'{swd[800]:.3f}, noise floor {floor:.3f}')
   assert swd[800] < 0.3 * before and swd[800] < 3 * floor, (before, swd, floor)
   best_step = min(swd, key=swd.get)
-  best = checkpoint.BestCheckpointer(str(tmp_path), 'eval/swd_8step')
+  best = checkpoint.BestCheckpointer(str(tmp_path), 'eval/swd_18step')
   assert best.best() == (best_step, pytest.approx(swd[best_step]))
   best.close()
 
