@@ -30,9 +30,10 @@ def _shape_mismatch(saved_metadata, abstract_state):
            for path, leaf in jax.tree_util.tree_flatten_with_path(saved_metadata)[0]}
   for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
     name = jax.tree_util.keystr(path)
-    if _key_names(path) not in saved:
+    saved_leaf = saved.get(_key_names(path))
+    if saved_leaf is None:
       return f'array {name} of this run is not in the checkpoint'
-    saved_shape = tuple(getattr(saved[_key_names(path)], 'shape', ()) or ())
+    saved_shape = tuple(getattr(saved_leaf, 'shape', ()) or ())
     if saved_shape != tuple(leaf.shape):
       return (f'array {name} has shape {saved_shape} in the checkpoint but {tuple(leaf.shape)} '
               f'in this run')
