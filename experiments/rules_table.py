@@ -1,7 +1,7 @@
 """The rules table: each distillation rule's k-step quality beside its teacher at 35 NFE.
 
-  python experiments/rules_table.py --data=gmm2d                 # ~5 min on 2 CPU cores
-  python experiments/rules_table.py --data=digits --num_steps=500 # needs runs/edm_digits
+  python experiments/rules_table.py --data=gmm2d                   # ~8 min on 2 CPU cores
+  python experiments/rules_table.py --data=digits --num_steps=1500  # ~75 min; runs/edm_digits
 
 For every rule it trains ``configs/<rule>_<data>.py`` (optionally shortened) in
 ``runs/rules_table/<rule>_<data>``, then evaluates the EMA student at 1, 2 and 4 steps with the
@@ -9,7 +9,13 @@ config's evaluator (gmm2d: exact Fréchet distance and sliced Wasserstein to the
 digits: FID in the shipped digits-classifier features) and the teacher's Heun sampler at 18 steps
 (35 NFE). Teacher evaluations are counted by tracing one train step with a counting wrapper around
 the teacher (network calls per sample per step, times batch size and steps). Prints a markdown
-table and writes it as JSON next to this script (``results/rules_<data>.json``).
+table and writes it as JSON next to this script (``results/rules_<data>.json``), after each rule;
+rows of rules not named by ``--rules`` are kept from an earlier run.
+
+Progressive distillation's k-step figures come from the in-loop evaluation at the end of the
+round whose student samples in k steps, as the paper reports them. A shortened run
+(``--num_steps``) also shortens the EMA horizon to a tenth of the run and keeps PD's number of
+rounds.
 """
 
 import argparse
@@ -60,17 +66,41 @@ def teacher_calls_per_sample(experiment) -> int:
   return len(calls)
 
 
+def _round_end_metrics(workdir: str, objective, ks) -> dict:
+  """Progressive distillation: each k-step figure from the in-loop evaluation at the end of the
+  round whose student samples in k steps (the paper's reporting); the last round's k from the
+  final evaluation."""
+  records = {}
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    for line in f:
+      record = json.loads(line)
+      records.setdefault(record['step'], {}).update(record)
+  metrics = {}
+  for k in ks:
+    if k >= objective.initial_steps or k <= objective.final_steps:
+      continue
+    round_end = objective.steps_per_round * (int(np.log2(objective.initial_steps // k)) + 1)
+    metrics.update({name: value for name, value in records[round_end].items()
+                    if name.startswith('eval/') and name.endswith(f'_{k}step')})
+  return metrics
+
+
 def run_rule(rule: str, data: str, num_steps: int | None, ks) -> dict:
   config = importlib.import_module(f'configs.{rule}_{data}').get_config()
   config.train.sample_every = 0
   config.eval.update(every=0, steps=tuple(ks))
   if num_steps:
+    rounds = -(-config.train.num_steps // config.objective.get('steps_per_round', 1))
     config.train.num_steps = num_steps
+    # An EMA whose horizon is at most a tenth of the shortened run.
+    config.train.ema_decay = min(config.train.ema_decay, 1.0 - 10.0 / num_steps)
     if 'total_steps' in config.objective:  # consistency training's discretisation curriculum
       config.objective.total_steps = num_steps
     if 'steps_per_round' in config.objective:  # progressive distillation: same number of rounds
-      rounds = -(-config.train.num_steps // config.objective.steps_per_round)
-      config.objective.steps_per_round = max(num_steps // max(rounds, 1), 1)
+      config.objective.steps_per_round = max(num_steps // rounds, 1)
+  progressive = 'steps_per_round' in config.objective
+  if progressive:
+    config.eval.every = config.objective.steps_per_round
   workdir = os.path.join(REPO, 'runs', 'rules_table', f'{rule}_{data}')
   shutil.rmtree(workdir, ignore_errors=True)
   start = time.time()
@@ -79,23 +109,19 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks) -> dict:
   experiment = train.Experiment(config)
   evaluator = evaluate.RunEvaluator(experiment)
   metrics = evaluator.evaluate(train.sampling_params(state))
+  if progressive:
+    metrics.update(_round_end_metrics(workdir, experiment.objective, ks))
   trained = experiment.objective.groups
   params = sum(x.size for g in trained[:1] for x in jax.tree.leaves(state['params'][g]))
   calls = teacher_calls_per_sample(experiment)
   return {'rule': rule, 'train_steps': config.train.num_steps, 'train_seconds': seconds,
+          'ema_decay': config.train.ema_decay,
           'teacher_evals': calls * config.data.batch_size * config.train.num_steps,
           'student_params': int(params), **metrics}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--data', choices=('gmm2d', 'digits'), default='gmm2d')
-  parser.add_argument('--rules', default=','.join(RULES))
-  parser.add_argument('--num_steps', type=int, default=0, help='shorten every run (0: config)')
-  args = parser.parse_args()
-  ks = (1, 2, 4)
-  rows = [run_rule(rule, args.data, args.num_steps, ks) for rule in args.rules.split(',')]
-  metric = 'fid' if args.data == 'digits' else 'fd'
+def table(rows, metric: str, ks) -> str:
+  """The markdown table (and, for gmm2d, the noise floor and 1-step SWD line)."""
   teacher = next((r[f'eval/{metric}_teacher'] for r in rows if f'eval/{metric}_teacher' in r),
                  float('nan'))
   lines = [f'| rule | {" | ".join(f"{metric.upper()} {k}-step" for k in ks)} | teacher 35 NFE '
@@ -106,16 +132,33 @@ def main():
     lines.append(f'| {r["rule"]} | {values} | {teacher:.4g} | {r["train_steps"]} | '
                  f'{r["train_seconds"]:.0f} s | {r["teacher_evals"]:.3g} | '
                  f'{r["student_params"]:,} |')
-  if args.data == 'gmm2d':
+  if metric == 'fd':
     lines.append(f'\nsampling-noise floor: FD {rows[0]["eval/fd_floor"]:.2g}, '
                  f'SWD {rows[0]["eval/swd_floor"]:.2g}; SWD 1-step: ' +
                  ', '.join(f'{r["rule"]} {r["eval/swd_1step"]:.3g}' for r in rows) +
                  f', teacher {rows[0].get("eval/swd_teacher", np.nan):.3g}')
-  print('\n'.join(lines))
+  return '\n'.join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data', choices=('gmm2d', 'digits'), default='gmm2d')
+  parser.add_argument('--rules', default=','.join(RULES))
+  parser.add_argument('--num_steps', type=int, default=0, help='shorten every run (0: config)')
+  args = parser.parse_args()
+  ks = (1, 2, 4)
   out = os.path.join(REPO, 'experiments', 'results', f'rules_{args.data}.json')
   os.makedirs(os.path.dirname(out), exist_ok=True)
-  with open(out, 'w') as f:
-    json.dump({'device': jax.devices()[0].device_kind, 'rows': rows}, f, indent=2)
+  rows = {}
+  if os.path.exists(out):  # rows of rules not re-run this time are kept
+    with open(out) as f:
+      rows = {r['rule']: r for r in json.load(f)['rows']}
+  for rule in args.rules.split(','):
+    rows[rule] = run_rule(rule, args.data, args.num_steps, ks)
+    ordered = [rows[r] for r in RULES if r in rows]
+    with open(out, 'w') as f:
+      json.dump({'device': jax.devices()[0].device_kind, 'rows': ordered}, f, indent=2)
+  print(table(ordered, 'fid' if args.data == 'digits' else 'fd', ks))
   print(f'wrote {out}')
 
 

@@ -40,9 +40,15 @@ def _shape_mismatch(saved_metadata, abstract_state):
   return None
 
 
-def _item_handlers():
-  # Handlers up front (not just item names), so metadata is readable before the first save.
-  return {'state': ocp.StandardCheckpointHandler(), 'data': ocp.JsonCheckpointHandler()}
+def _manager(directory: str, side_item: str, keep: int | None = None):
+  """An orbax manager of ``state`` (arrays) plus one JSON ``side_item``, keeping the newest
+  ``keep`` steps (None: a reader). Handlers are given up front, not just item names, so metadata
+  is readable before the first save."""
+  handlers = {'state': ocp.StandardCheckpointHandler(), side_item: ocp.JsonCheckpointHandler()}
+  options = None if keep is None else ocp.CheckpointManagerOptions(
+      preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+      enable_async_checkpointing=False, create=True)
+  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 class Checkpointer:
@@ -52,13 +58,7 @@ class Checkpointer:
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self.unreadable_directory = os.path.join(os.path.abspath(workdir), 'checkpoints_unreadable')
     self._keep = keep
-    self._manager = self._make_manager()
-
-  def _make_manager(self):
-    options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
-        enable_async_checkpointing=False, create=True)
-    return ocp.CheckpointManager(self.directory, options=options, item_handlers=_item_handlers())
+    self._manager = _manager(self.directory, 'data', keep)
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -81,7 +81,7 @@ class Checkpointer:
     logging.warning('checkpoint at step %d is unreadable (%s); moved it to %s', step,
                     f'{type(reason).__name__}: {reason}'[:300], target)
     self._manager.close()
-    self._manager = self._make_manager()
+    self._manager = _manager(self.directory, 'data', self._keep)
 
   def restore_latest(self, abstract_state):
     """``(step, state, data_state)`` from the newest readable checkpoint, or None if none exist.
@@ -129,15 +129,10 @@ class BestCheckpointer:
   def __init__(self, workdir: str, key: str):
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints_best')
     self.key = key
-    options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(1),
-        enable_async_checkpointing=False, create=True)
-    handlers = {'state': ocp.StandardCheckpointHandler(), 'metrics': ocp.JsonCheckpointHandler()}
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_handlers=handlers)
+    self._manager = _manager(self.directory, 'metrics', keep=1)
+    self._best = self._read_best()
 
-  def best(self) -> tuple[int, float] | None:
-    """``(step, value)`` of the kept state, or None."""
+  def _read_best(self) -> tuple[int, float] | None:
     step = self._manager.latest_step()
     if step is None:
       return None
@@ -145,12 +140,17 @@ class BestCheckpointer:
         metrics=ocp.args.JsonRestore()))['metrics']
     return step, metrics.get(self.key, float('inf'))
 
+  def best(self) -> tuple[int, float] | None:
+    """``(step, value)`` of the kept state, or None."""
+    return self._best
+
   def save(self, step: int, state, metrics: dict) -> None:
     if step in self._manager.all_steps():
       return  # Re-evaluated after a resume: the same state, already kept.
     metrics = {k: float(v) for k, v in metrics.items()}
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), metrics=ocp.args.JsonSave(metrics)), force=True)
+    self._best = step, metrics.get(self.key, float('inf'))
 
   def close(self):
     self._manager.close()
@@ -161,11 +161,16 @@ def load_params(workdir: str, path=('ema', 'denoiser')):
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   if not os.path.isdir(directory):
     raise CheckpointError(f'no checkpoints under {workdir} (expected {directory})')
-  manager = ocp.CheckpointManager(directory, item_handlers=_item_handlers())
+  manager = _manager(directory, 'data')
   step = manager.latest_step()
   if step is None:
     raise CheckpointError(f'no complete checkpoint under {directory}')
-  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+  # Onto one local device, whatever topology wrote it (e.g. a teacher trained on a pod).
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        manager.item_metadata(step)['state'])
+  state = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(target)))['state']
   manager.close()
   for key in path:
     if key not in state:

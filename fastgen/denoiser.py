@@ -26,16 +26,10 @@ FLOW_NOISE_SCALE = 1000.0  # c_noise = 1000 t for flow nets, the range positiona
 
 
 @dataclasses.dataclass(frozen=True)
-class Denoiser:
-  """A raw network plus its preconditioning; hashable, so it can be a static jit argument."""
+class Network:
+  """A raw network ``F(x_in, noise_cond, labels, train)`` with its parameters kept outside;
+  the base of every preconditioned model (:class:`Denoiser`, consistency functions)."""
   net: nn.Module
-  parameterization: str = 'edm'
-  sigma_data: float = 0.5
-
-  def __post_init__(self):
-    if self.parameterization not in PARAMETERIZATIONS:
-      raise ValueError(f'unknown parameterization {self.parameterization!r}; '
-                       f'known: {", ".join(PARAMETERIZATIONS)}')
 
   @property
   def num_classes(self) -> int:
@@ -49,6 +43,18 @@ class Denoiser:
   def _apply(self, params, x_in, noise_cond, labels, train, rng):
     rngs = {'dropout': rng} if (train and rng is not None) else None
     return self.net.apply({'params': params}, x_in, noise_cond, labels, train=train, rngs=rngs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Denoiser(Network):
+  """A raw network plus its preconditioning; hashable, so it can be a static jit argument."""
+  parameterization: str = 'edm'
+  sigma_data: float = 0.5
+
+  def __post_init__(self):
+    if self.parameterization not in PARAMETERIZATIONS:
+      raise ValueError(f'unknown parameterization {self.parameterization!r}; '
+                       f'known: {", ".join(PARAMETERIZATIONS)}')
 
   def __call__(self, params, x, sigma, labels=None, *, train=False, rng=None) -> jax.Array:
     """x0_hat = D(x, sigma) ~= E[x0 | x], for x = x0 + sigma eps and sigma of shape [B] or []."""

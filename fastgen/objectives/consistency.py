@@ -36,12 +36,11 @@ import dataclasses
 import math
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
-from fastgen.denoiser import Denoiser
+from fastgen.denoiser import Denoiser, Network
 
 METRICS = ('l2', 'pseudo_huber')
 SOLVERS = ('heun', 'euler')
@@ -57,9 +56,8 @@ def consistency_preconditioning(sigma, sigma_data, sigma_min):
 
 
 @dataclasses.dataclass(frozen=True)
-class ConsistencyFunction:
+class ConsistencyFunction(Network):
   """f(params, x, sigma, labels): a raw network with the consistency preconditioning."""
-  net: nn.Module
   sigma_data: float = 0.5
   sigma_min: float = 0.002
 
@@ -71,21 +69,11 @@ class ConsistencyFunction:
                        'c_in and c_noise)')
     return cls(denoiser.net, denoiser.sigma_data, sigma_min)
 
-  @property
-  def num_classes(self) -> int:
-    return getattr(self.net, 'num_classes', 0)
-
-  def init(self, rng, x, labels=None):
-    sigma = jnp.ones(x.shape[:1], jnp.float32)
-    return self.net.init({'params': rng}, x, sigma, labels, train=False)['params']
-
   def __call__(self, params, x, sigma, labels=None, *, train=False, rng=None):
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
     c_skip, c_out, c_in, c_noise = consistency_preconditioning(sigma, self.sigma_data,
                                                                self.sigma_min)
-    rngs = {'dropout': rng} if (train and rng is not None) else None
-    out = self.net.apply({'params': params}, diffusion.expand_like(c_in, x) * x, c_noise, labels,
-                         train=train, rngs=rngs)
+    out = self._apply(params, diffusion.expand_like(c_in, x) * x, c_noise, labels, train, rng)
     return diffusion.expand_like(c_skip, x) * x + diffusion.expand_like(c_out, x) * out
 
 

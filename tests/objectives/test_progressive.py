@@ -112,7 +112,7 @@ def _tiny_config(num_steps):
   config = pd_gmm2d.get_config()
   config.data.batch_size = 64
   config.network.update(hidden=32, depth=1, emb_dim=16)
-  config.objective.steps_per_round = 10
+  config.objective.update(initial_steps=8, steps_per_round=10)
   config.train.update(num_steps=num_steps, log_every=5, checkpoint_every=1000, sample_every=0)
   return config
 
@@ -131,9 +131,9 @@ def test_run_restarted_inside_a_round_ends_bit_identical(tmp_path):
 
 
 def _train_and_measure(tmp_path, *overrides, num=20_000):
-  """(FD of the student's 1-step samples, FD of the teacher's 16-step DDIM on the PD grid (round
-  0's target sampler), FD of its Heun 35-NFE samples), exact FD to the gmm2d moments. Training
-  runs configs/pd_gmm2d.py through the CLI on one CPU device."""
+  """(FD of the student's 1-step samples, FD of the teacher's 2 N_0-step DDIM on the PD grid
+  (round 0's target sampler), FD of its Heun 35-NFE samples), exact FD to the gmm2d moments.
+  Training runs configs/pd_gmm2d.py through the CLI on one CPU device."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
   cmd = [sys.executable, '-m', 'fastgen.main', f'--config={REPO}/configs/pd_gmm2d.py',
@@ -144,13 +144,18 @@ def _train_and_measure(tmp_path, *overrides, num=20_000):
   metrics = exact.ExactMetrics(*exact.mixture_from_teacher(truth_params), num, floor_repeats=2)
   noise = jax.random.normal(jax.random.key(3), (num, 2))
   denoise = lambda x, s: truth(truth_params, x, s)
-  ddim = samplers.euler_sampler(denoise, noise, progressive.grid_sigma(jnp.arange(17) / 16))
+  config = pd_gmm2d.get_config()
+  config.update_from_flattened_dict(
+      {k.split('=')[0][len('--config.'):]: int(k.split('=')[1]) for k in overrides})
+  steps = 2 * config.objective.initial_steps
+  ddim = samplers.euler_sampler(denoise, noise,
+                                progressive.grid_sigma(jnp.arange(steps + 1) / steps))
   heun = samplers.heun_sampler(denoise, noise, diffusion.karras_sigmas(18))
-  experiment = train.Experiment(pd_gmm2d.get_config())
+  experiment = train.Experiment(config)
   state = checkpoint.load_params(str(tmp_path), ())
   one_step = experiment.sample(train.sampling_params(state), jax.random.key(0), num, 1)
   fds = metrics(one_step)['fd'], metrics(ddim)['fd'], metrics(heun)['fd']
-  print(f'FD: PD 1-step {fds[0]:.5f}, teacher DDIM-16 {fds[1]:.5f}, Heun-35 {fds[2]:.5f}')
+  print(f'FD: PD 1-step {fds[0]:.5f}, teacher DDIM-{steps} {fds[1]:.5f}, Heun-35 {fds[2]:.5f}')
   return fds
 
 
@@ -158,15 +163,17 @@ def test_short_pd_run_distils_sixteen_teacher_steps_into_one(tmp_path):
   # 4 rounds (8 -> 4 -> 2 -> 1 student steps) of 500 steps (~25 s). Measured: PD 1-step FD
   # 0.0064; the teacher's 16-step DDIM it distils 0.0070, its Heun 35-NFE ODE 0.0015; the
   # teacher's own 1-step DDIM 1.9.
-  fd, ddim_fd, _ = _train_and_measure(tmp_path, '--config.train.num_steps=2000',
+  fd, ddim_fd, _ = _train_and_measure(tmp_path, '--config.objective.initial_steps=8',
+                                      '--config.train.num_steps=2000',
                                       '--config.objective.steps_per_round=500',
                                       '--config.train.checkpoint_every=2000')
   assert fd < ddim_fd + 0.003
 
 
 @pytest.mark.slow
-def test_full_pd_gmm2d_config_matches_its_ddim_teacher(tmp_path):
-  # configs/pd_gmm2d.py: 4 rounds of 750 steps (~35 s). Measured: PD 1-step FD 0.0062, teacher
-  # DDIM-16 0.0070, Heun-35 0.0015.
-  fd, ddim_fd, _ = _train_and_measure(tmp_path)
-  assert fd < ddim_fd + 0.0005
+def test_full_pd_gmm2d_config_is_within_the_target_of_the_teacher_ode(tmp_path):
+  # configs/pd_gmm2d.py: 6 rounds of 750 steps (~2 min). Measured here (20k samples): PD 1-step
+  # FD 0.00186, teacher DDIM-64 (round 0's target) 0.00052, Heun-35 0.00146 (the rules table's
+  # 10k samples: 0.0012 and 0.0017). The target of the rules issue: within 1.3x the teacher ODE.
+  fd, _, heun_fd = _train_and_measure(tmp_path)
+  assert fd < 1.3 * heun_fd

@@ -1,0 +1,161 @@
+"""Throughput of each rule's training step: images/s, step time, compile time, memory and MFU.
+
+  python experiments/throughput.py                                  # every digits rule config
+  python experiments/throughput.py configs/sid_cifar.py --batch_size=64 --dtype=bfloat16
+
+For each config it builds the objective with synthetic batches of the config's data shape (so
+CIFAR-10 runs without the data set; a ``teacher.kind='checkpoint'`` teacher is replaced by a
+randomly initialised network of the same architecture), jit-compiles the generic train step with
+the trainer's state donation, and times ``--repeats`` steps after one warm-up, on all local
+devices over the 'data' axis. Columns:
+
+* FLOPs per step: XLA's cost analysis of the compiled step (both branches of a conditional
+  count, so rules with ``lax.cond`` are over-counted; per device, as XLA reports it).
+* MFU: FLOPs per step / step time / the device's dense peak for the compute dtype (table below,
+  or ``--peak_tflops``); "n/a" where the peak is unknown (CPUs).
+* memory: the device allocator's peak where it reports one (GPU, TPU), else the compiled step's
+  footprint (arguments + outputs + temporaries - donated aliases) from XLA's memory analysis.
+
+Prints a markdown table and writes the rows as JSON (``--out``).
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from fastgen import denoiser as denoiser_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen import objectives, sharding, teachers, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+RULES = ('edm', 'sid', 'cd', 'ct', 'pd')
+# Dense peak TFLOP/s per device by compute dtype (vendor data sheets; fp32 = non-tensor-core).
+PEAK_TFLOPS = {
+    'H100': {'bfloat16': 989.4, 'float32': 66.9},
+    'H200': {'bfloat16': 989.4, 'float32': 66.9},
+    'A100': {'bfloat16': 312.0, 'float32': 19.5},
+    'TPU v4': {'bfloat16': 275.0},
+    'TPU v5 lite': {'bfloat16': 197.0},
+    'TPU v5p': {'bfloat16': 459.0},
+    'TPU v6 lite': {'bfloat16': 918.0},
+}
+
+
+def load_config(path: str):
+  spec = importlib.util.spec_from_file_location('config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def peak_tflops(device_kind: str, dtype: str) -> float | None:
+  for name, peaks in PEAK_TFLOPS.items():
+    if name in device_kind:
+      return peaks.get(dtype)
+  return None
+
+
+def _example_shape(network_config) -> tuple[int, ...]:
+  if 'img_resolution' in network_config:
+    return (network_config.img_resolution,) * 2 + (network_config.in_channels,)
+  return (2,)  # the MLP configs are 2-D
+
+
+def measure(config, batch_size: int, repeats: int) -> dict:
+  """One config's train step on all local devices; the measured figures."""
+  mesh = sharding.make_mesh()
+  jax.set_mesh(mesh)
+  shape = _example_shape(config.network)
+  if config.teacher.kind == 'checkpoint':
+    teacher = denoiser_lib.from_config(config.network)
+    teacher_params = teacher.init(jax.random.key(1), np.zeros((1,) + shape, np.float32),
+                                  np.zeros((1,), np.int32) if teacher.num_classes else None)
+  else:
+    teacher, teacher_params = teachers.load_teacher(config.teacher)
+  objective = objectives.make_objective(config, teacher)
+  optimizer = train.make_optimizer(config.optim)
+  rng = np.random.default_rng(0)
+  batch = sharding.global_batch(
+      {'x': rng.uniform(-1, 1, (batch_size,) + shape).astype(np.float32),
+       'label': rng.integers(0, 10, batch_size).astype(np.int32)}, mesh)
+  state = jax.jit(lambda r: train.init_state(objective, optimizer, r, batch, teacher_params))(
+      jax.random.key(0))
+  step = jax.jit(train.make_train_step(objective, optimizer, config.train.ema_decay, False),
+                 donate_argnums=0)
+  start = time.time()
+  compiled = step.lower(state, teacher_params, batch, jax.random.key(2)).compile()
+  compile_seconds = time.time() - start
+  state, _ = compiled(state, teacher_params, batch, jax.random.key(2))
+  jax.block_until_ready(state)
+  start = time.time()
+  for _ in range(repeats):
+    state, _ = compiled(state, teacher_params, batch, jax.random.key(2))
+  jax.block_until_ready(state)
+  seconds = (time.time() - start) / repeats
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  stats = jax.local_devices()[0].memory_stats()
+  if stats and 'peak_bytes_in_use' in stats:
+    memory, memory_kind = stats['peak_bytes_in_use'], 'allocator peak'
+  else:
+    m = compiled.memory_analysis()
+    memory = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes -
+              m.alias_size_in_bytes)
+    memory_kind = 'compiled footprint'
+  dtype = str(config.network.get('dtype', 'float32'))
+  peak = peak_tflops(jax.devices()[0].device_kind, dtype)
+  params = sum(x.size for g in objective.groups for x in jax.tree.leaves(state['params'][g]))
+  return {'trained_params': int(params), 'batch_size': batch_size, 'dtype': dtype,
+          'compile_s': compile_seconds, 'step_s': seconds, 'images_per_s': batch_size / seconds,
+          'flops_per_step': flops, 'memory_bytes': int(memory), 'memory_kind': memory_kind,
+          'mfu': flops / seconds / (peak * 1e12) if peak else None}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('configs', nargs='*',
+                      default=[f'configs/{rule}_digits.py' for rule in RULES])
+  parser.add_argument('--batch_size', type=int, default=0, help="0: the config's batch size")
+  parser.add_argument('--dtype', default='', help='network compute dtype (e.g. bfloat16)')
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--peak_tflops', type=float, default=0.0,
+                      help='device peak for MFU (0: the built-in table)')
+  parser.add_argument('--out', default=os.path.join(REPO, 'experiments', 'results',
+                                                    'throughput.json'))
+  args = parser.parse_args()
+  device = f'{jax.devices()[0].device_kind} x{jax.device_count()}'
+  print(f'device: {device}')
+  rows = []
+  for path in args.configs:
+    config = load_config(os.path.join(REPO, path) if not os.path.isabs(path) else path)
+    if args.dtype:
+      config.network.dtype = args.dtype
+    row = measure(config, args.batch_size or config.data.batch_size, args.repeats)
+    if args.peak_tflops:
+      row['mfu'] = row['flops_per_step'] / row['step_s'] / (args.peak_tflops * 1e12)
+    rows.append({'config': os.path.basename(path), **row})
+    print(json.dumps(rows[-1]), flush=True)
+  print('\n| config | trained params | batch | dtype | step | images/s | compile | GFLOP/step '
+        '| memory | MFU |\n' + '| --- ' * 10 + '|')
+  for r in rows:
+    mfu = f'{100 * r["mfu"]:.1f}%' if r['mfu'] is not None else 'n/a'
+    print(f'| {r["config"]} | {r["trained_params"]:,} | {r["batch_size"]} | {r["dtype"]} | '
+          f'{r["step_s"]:.3f} s | {r["images_per_s"]:.0f} | {r["compile_s"]:.0f} s | '
+          f'{r["flops_per_step"] / 1e9:.1f} | {r["memory_bytes"] / 2**20:.0f} MiB '
+          f'({r["memory_kind"]}) | {mfu} |')
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, 'w') as f:
+    json.dump({'device': device, 'rows': rows}, f, indent=2)
+  print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+  main()
