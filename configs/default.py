@@ -57,6 +57,9 @@ def get_config():
       num_projections=512,         # exact: sliced Wasserstein directions
       seed=0))                     # the same noise at every evaluation
 
+  # Devices per data-parallel slice that share one copy of the parameters and optimizer state,
+  # each holding 1/model of every large array (FSDP); 1 = plain data parallelism.
+  config.mesh = ml_collections.ConfigDict(dict(model=1))
   config.distributed = ml_collections.ConfigDict(dict(
       enabled=False,               # jax.distributed.initialize() before anything else
       coordinator_address='',      # '' = auto-detect (TPU pods, SLURM, ...)

@@ -1,16 +1,29 @@
-"""Device mesh and shardings: the batch is split over the 'data' axis, parameters are replicated."""
+"""Device mesh and shardings. The mesh has a 'data' axis, over which the batch is split, and a
+'model' axis, over which parameters and optimizer state are split FSDP-style (one dimension of
+each large array); with ``model=1`` (the default) everything but the batch is replicated."""
+
+import math
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
+MODEL_AXIS = 'model'
+MIN_SHARDED_SIZE = 2**12  # arrays with fewer elements stay replicated: splitting them saves little
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh over every device of every process, axis 'data'."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(model: int = 1) -> jax.sharding.Mesh:
+  """A (data, model) mesh over every device of every process, ``model`` devices per data slice."""
+  if model < 1 or jax.device_count() % model:
+    raise ValueError(f'mesh.model={model} must be a positive divisor of the '
+                     f'{jax.device_count()} devices')
+  return jax.make_mesh((jax.device_count() // model, model), (DATA_AXIS, MODEL_AXIS),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def data_size(mesh) -> int:
+  return mesh.shape[DATA_AXIS]
 
 
 def replicated(mesh) -> NamedSharding:
@@ -18,14 +31,31 @@ def replicated(mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh) -> NamedSharding:
-  """Leading (batch) dimension split over 'data'."""
+  """Leading (batch) dimension split over 'data' (replicated over 'model')."""
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def _model_spec(shape, model: int) -> P:
+  """FSDP rule: split the largest dimension that ``model`` divides, if the array is large."""
+  if model == 1 or math.prod(shape) < MIN_SHARDED_SIZE:
+    return P()
+  candidates = [d for d in range(len(shape)) if shape[d] % model == 0]
+  if not candidates:
+    return P()
+  dim = max(candidates, key=lambda d: shape[d])
+  return P(*([None] * dim + [MODEL_AXIS]))
+
+
+def param_shardings(tree, mesh):
+  """A sharding for each array of ``tree`` (parameters, optimizer state, EMA) by the FSDP rule."""
+  model = mesh.shape[MODEL_AXIS]
+  return jax.tree.map(lambda x: NamedSharding(mesh, _model_spec(np.shape(x), model)), tree)
+
+
 def check_batch_size(global_batch: int, mesh) -> None:
-  if global_batch % mesh.size:
-    raise ValueError(f'data.batch_size={global_batch} is not divisible by the {mesh.size} devices '
-                     f'of the mesh; choose a multiple of {mesh.size}')
+  if global_batch % data_size(mesh):
+    raise ValueError(f'data.batch_size={global_batch} is not divisible by the {data_size(mesh)} '
+                     f'data-parallel devices of the mesh; choose a multiple of {data_size(mesh)}')
 
 
 def global_batch(local_batch: dict, mesh) -> dict:

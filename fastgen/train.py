@@ -2,8 +2,9 @@
 
 State is a plain pytree ``{'step', 'params', 'ema', 'opt_state'}`` whose ``params``, ``ema`` and
 ``opt_state`` are dicts keyed by the objective's groups. The step is jit-compiled once with the
-state replicated and the batch split over the mesh's 'data' axis; the teacher's params are an
-argument (replicated, never donated). Randomness is ``fold_in(key, step)``, so a resumed run
+batch split over the mesh's 'data' axis and the state split over its 'model' axis by the FSDP rule
+of :func:`fastgen.sharding.param_shardings` (replicated when ``mesh.model=1``); the teacher's
+params are an argument (sharded alike, never donated). Randomness is ``fold_in(key, step)``, so a resumed run
 repeats an uninterrupted one bit for bit.
 """
 
@@ -106,23 +107,25 @@ class Experiment:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    self.mesh = sharding.make_mesh()
+    self.mesh = sharding.make_mesh(config.mesh.model)
     jax.set_mesh(self.mesh)
     sharding.check_batch_size(config.data.batch_size, self.mesh)
     self.data = data.make_dataset(config.data, seed=config.seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
     self.teacher, teacher_params = teachers.load_teacher(config.teacher)
-    self.teacher_params = jax.device_put(teacher_params, sharding.replicated(self.mesh))
+    self.teacher_params = jax.device_put(
+        teacher_params, sharding.param_shardings(teacher_params, self.mesh))
     self.objective = objectives.make_objective(config, self.teacher)
     self.optimizer = make_optimizer(config.optim)
     self.init_rng, self.train_rng, self.sample_rng = jax.random.split(jax.random.key(config.seed), 3)
     example = {'x': np.zeros((1,) + tuple(self.data.shape), np.float32),
                'label': np.zeros((1,), np.int32)}
-    self._init = jax.jit(
-        lambda rng, teacher_params: init_state(self.objective, self.optimizer, rng, example,
-                                               teacher_params),
-        out_shardings=sharding.replicated(self.mesh))
+    init = lambda rng, teacher_params: init_state(self.objective, self.optimizer, rng, example,
+                                                  teacher_params)
+    self.state_shardings = sharding.param_shardings(
+        jax.eval_shape(init, self.init_rng, self.teacher_params), self.mesh)
+    self._init = jax.jit(init, out_shardings=self.state_shardings)
 
   def abstract_state(self):
     return jax.eval_shape(self._init, self.init_rng, self.teacher_params)
@@ -145,7 +148,7 @@ class Experiment:
 
   def sample(self, params, rng, num: int, num_steps: int):
     """``num`` samples of the model in ``params`` (EMA weights) with ``num_steps`` steps."""
-    sample = self._samplers[num % self.mesh.size == 0]
+    sample = self._samplers[num % sharding.data_size(self.mesh) == 0]
     return sample(params, self.teacher_params, rng, self.sample_labels(num),
                   shape=(num,) + tuple(self.data.shape), num_steps=num_steps)
 
@@ -207,11 +210,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logger = metrics.MetricLogger(workdir, step, metrics.last_wall_time(
       os.path.join(workdir, 'metrics.jsonl'), step))
   replicated = sharding.replicated(experiment.mesh)
+  state_shardings = experiment.state_shardings
   train_step = jax.jit(
       make_train_step(experiment.objective, experiment.optimizer, train.ema_decay,
                       train.skip_nonfinite),
-      in_shardings=(replicated, replicated, sharding.batch_sharded(experiment.mesh), replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0)
+      in_shardings=(state_shardings, sharding.param_shardings(experiment.teacher_params,
+                                                              experiment.mesh),
+                    sharding.batch_sharded(experiment.mesh), replicated),
+      out_shardings=(state_shardings, replicated), donate_argnums=0)
   groups = experiment.objective.groups
   evaluator = evaluate.RunEvaluator(experiment) if config.eval.every else None
   best = checkpoint.BestCheckpointer(workdir, evaluator.primary_key) if evaluator else None

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from fastgen import checkpoint, evaluate, train
+from fastgen import checkpoint, evaluate, sharding, train
 from tests.tiny_config import get_config as tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,3 +201,29 @@ def test_eval_mode_evaluates_the_newest_checkpoint(tmp_path):
   assert result['eval/swd_4step'] > result['eval/swd_floor']
   code, _, err = _run_cli(tmp_path, *eval_flags[:-1], '--config.eval.features=digits')
   assert code == 1 and 'fastgen: error:' in err and 'Traceback' not in err, err[-2000:]
+
+
+# ------------------------------------------------------------------ FSDP over the 'model' axis
+
+
+def test_model_axis_splits_params_and_trains_like_replicated(tmp_path):
+  def run(model):
+    config = tiny_config(num_steps=20)
+    config.network.hidden = 128
+    config.mesh.model = model
+    return train.train_and_evaluate(config, str(tmp_path / f'model{model}'))
+
+  replicated, sharded = run(1), run(4)
+  _assert_same(jax.tree.leaves(replicated), jax.tree.leaves(sharded), exact=False)
+  total = per_device = 0
+  for leaf in jax.tree.leaves(sharded['params']) + jax.tree.leaves(sharded['opt_state']):
+    shard = leaf.addressable_shards[0].data
+    split = leaf.size >= sharding.MIN_SHARDED_SIZE and any(d % 4 == 0 for d in leaf.shape)
+    assert shard.size == (leaf.size // 4 if split else leaf.size), (leaf.shape, shard.shape)
+    total, per_device = total + leaf.nbytes, per_device + shard.nbytes
+  assert per_device < 0.3 * total, (per_device, total)  # nearly all bytes are in split arrays
+
+
+def test_model_axis_must_divide_the_devices(tmp_path):
+  code, _, err = _run_cli(tmp_path, '--config.mesh.model=3', devices=8)
+  assert code != 0 and 'mesh.model=3 must be a positive divisor of the 8 devices' in err
