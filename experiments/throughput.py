@@ -6,15 +6,17 @@
 For each config it builds the objective with synthetic batches of the config's data shape (so
 CIFAR-10 runs without the data set; a ``teacher.kind='checkpoint'`` teacher is replaced by a
 randomly initialised network of the same architecture), jit-compiles the generic train step with
-the trainer's state donation, and times ``--repeats`` steps after one warm-up, on all local
-devices over the 'data' axis. Columns:
+the trainer's state donation and shardings, and times ``--repeats`` steps after one warm-up, on
+all local devices (batch over 'data', state split over ``--model`` devices of the 'model' axis).
+Columns:
 
 * FLOPs per step: XLA's cost analysis of the compiled step (both branches of a conditional
   count, so rules with ``lax.cond`` are over-counted; per device, as XLA reports it).
 * MFU: FLOPs per step / step time / the device's dense peak for the compute dtype (table below,
   or ``--peak_tflops``); "n/a" where the peak is unknown (CPUs).
-* memory: the device allocator's peak where it reports one (GPU, TPU), else the compiled step's
-  footprint (arguments + outputs + temporaries - donated aliases) from XLA's memory analysis.
+* memory: per device, the allocator's peak where it reports one (GPU, TPU), else the compiled
+  step's footprint (arguments + outputs + temporaries - donated aliases) from XLA's memory
+  analysis.
 
 Prints a markdown table and writes the rows as JSON (``--out``).
 """
@@ -70,7 +72,7 @@ def _example_shape(network_config) -> tuple[int, ...]:
 
 def measure(config, batch_size: int, repeats: int) -> dict:
   """One config's train step on all local devices; the measured figures."""
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(config.mesh.model)
   jax.set_mesh(mesh)
   shape = _example_shape(config.network)
   if config.teacher.kind == 'checkpoint':
@@ -79,16 +81,19 @@ def measure(config, batch_size: int, repeats: int) -> dict:
                                   np.zeros((1,), np.int32) if teacher.num_classes else None)
   else:
     teacher, teacher_params = teachers.load_teacher(config.teacher)
+  teacher_params = jax.device_put(teacher_params,
+                                  sharding.param_shardings(teacher_params, mesh))
   objective = objectives.make_objective(config, teacher)
   optimizer = train.make_optimizer(config.optim)
   rng = np.random.default_rng(0)
   batch = sharding.global_batch(
       {'x': rng.uniform(-1, 1, (batch_size,) + shape).astype(np.float32),
        'label': rng.integers(0, 10, batch_size).astype(np.int32)}, mesh)
-  state = jax.jit(lambda r: train.init_state(objective, optimizer, r, batch, teacher_params))(
-      jax.random.key(0))
+  init = lambda r: train.init_state(objective, optimizer, r, batch, teacher_params)
+  state_shardings = sharding.param_shardings(jax.eval_shape(init, jax.random.key(0)), mesh)
+  state = jax.jit(init, out_shardings=state_shardings)(jax.random.key(0))
   step = jax.jit(train.make_train_step(objective, optimizer, config.train.ema_decay, False),
-                 donate_argnums=0)
+                 out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
   start = time.time()
   compiled = step.lower(state, teacher_params, batch, jax.random.key(2)).compile()
   compile_seconds = time.time() - start
@@ -125,6 +130,8 @@ def main():
                       default=[f'configs/{rule}_digits.py' for rule in RULES])
   parser.add_argument('--batch_size', type=int, default=0, help="0: the config's batch size")
   parser.add_argument('--dtype', default='', help='network compute dtype (e.g. bfloat16)')
+  parser.add_argument('--model', type=int, default=0,
+                      help="devices of the mesh's 'model' (FSDP) axis (0: the config's)")
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--peak_tflops', type=float, default=0.0,
                       help='device peak for MFU (0: the built-in table)')
@@ -138,17 +145,20 @@ def main():
     config = load_config(os.path.join(REPO, path) if not os.path.isabs(path) else path)
     if args.dtype:
       config.network.dtype = args.dtype
+    if args.model:
+      config.mesh.model = args.model
     row = measure(config, args.batch_size or config.data.batch_size, args.repeats)
+    row['model'] = config.mesh.model
     if args.peak_tflops:
       row['mfu'] = row['flops_per_step'] / row['step_s'] / (args.peak_tflops * 1e12)
     rows.append({'config': os.path.basename(path), **row})
     print(json.dumps(rows[-1]), flush=True)
-  print('\n| config | trained params | batch | dtype | step | images/s | compile | GFLOP/step '
-        '| memory | MFU |\n' + '| --- ' * 10 + '|')
+  print('\n| config | trained params | batch | dtype | model axis | step | images/s | compile '
+        '| GFLOP/step | memory | MFU |\n' + '| --- ' * 11 + '|')
   for r in rows:
     mfu = f'{100 * r["mfu"]:.1f}%' if r['mfu'] is not None else 'n/a'
     print(f'| {r["config"]} | {r["trained_params"]:,} | {r["batch_size"]} | {r["dtype"]} | '
-          f'{r["step_s"]:.3f} s | {r["images_per_s"]:.0f} | {r["compile_s"]:.0f} s | '
+          f'{r["model"]} | {r["step_s"]:.3f} s | {r["images_per_s"]:.0f} | {r["compile_s"]:.0f} s | '
           f'{r["flops_per_step"] / 1e9:.1f} | {r["memory_bytes"] / 2**20:.0f} MiB '
           f'({r["memory_kind"]}) | {mfu} |')
   os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -143,6 +143,7 @@ class SongUNet(nn.Module):
   dropout: float = 0.10
   num_classes: int = 0
   dtype: Any = jnp.float32
+  remat: bool = False  # recompute each block's activations in the backward pass (less memory)
 
   @nn.compact
   def __call__(self, x, noise_cond, labels=None, train: bool = False):
@@ -155,7 +156,8 @@ class SongUNet(nn.Module):
     dense = lambda features, name: nn.Dense(
         features, kernel_init=INIT, bias_init=nn.initializers.zeros, dtype=self.dtype,
         param_dtype=jnp.float32, name=name)
-    block = lambda out_channels, name, **kw: UNetBlock(
+    block_cls = nn.remat(UNetBlock, static_argnums=(3,)) if self.remat else UNetBlock  # train
+    block = lambda out_channels, name, **kw: block_cls(
         out_channels, dropout=self.dropout, dtype=self.dtype, name=name, **kw)
 
     # Mapping. EDM swaps the halves of its positional embedding to [sin, cos].
