@@ -4,8 +4,8 @@ State is a plain pytree ``{'step', 'params', 'ema', 'opt_state'}`` whose ``param
 ``opt_state`` are dicts keyed by the objective's groups. The step is jit-compiled once with the
 batch split over the mesh's 'data' axis and the state split over its 'model' axis by the FSDP rule
 of :func:`fastgen.sharding.param_shardings` (replicated when ``mesh.model=1``); the teacher's
-params are an argument (sharded alike, never donated). Randomness is ``fold_in(key, step)``, so a resumed run
-repeats an uninterrupted one bit for bit.
+params are an argument (sharded alike, never donated). Randomness is ``fold_in(key, step)``, so a
+resumed run repeats an uninterrupted one bit for bit.
 """
 
 import functools
@@ -114,8 +114,8 @@ class Experiment:
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
     self.teacher, teacher_params = teachers.load_teacher(config.teacher)
-    self.teacher_params = jax.device_put(
-        teacher_params, sharding.param_shardings(teacher_params, self.mesh))
+    self.teacher_shardings = sharding.param_shardings(teacher_params, self.mesh)
+    self.teacher_params = jax.device_put(teacher_params, self.teacher_shardings)
     self.objective = objectives.make_objective(config, self.teacher)
     self.optimizer = make_optimizer(config.optim)
     self.init_rng, self.train_rng, self.sample_rng = jax.random.split(jax.random.key(config.seed), 3)
@@ -214,8 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_step = jax.jit(
       make_train_step(experiment.objective, experiment.optimizer, train.ema_decay,
                       train.skip_nonfinite),
-      in_shardings=(state_shardings, sharding.param_shardings(experiment.teacher_params,
-                                                              experiment.mesh),
+      in_shardings=(state_shardings, experiment.teacher_shardings,
                     sharding.batch_sharded(experiment.mesh), replicated),
       out_shardings=(state_shardings, replicated), donate_argnums=0)
   groups = experiment.objective.groups
