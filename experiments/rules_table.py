@@ -77,7 +77,7 @@ def _round_end_metrics(workdir: str, objective, ks) -> dict:
       records.setdefault(record['step'], {}).update(record)
   metrics = {}
   for k in ks:
-    if k >= objective.initial_steps or k <= objective.final_steps:
+    if k > objective.initial_steps or k <= objective.final_steps:
       continue
     round_end = objective.steps_per_round * (int(np.log2(objective.initial_steps // k)) + 1)
     metrics.update({name: value for name, value in records[round_end].items()
