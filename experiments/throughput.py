@@ -10,13 +10,19 @@ the trainer's state donation and shardings, and times ``--repeats`` steps after 
 all local devices (batch over 'data', state split over ``--model`` devices of the 'model' axis).
 Columns:
 
-* FLOPs per step: XLA's cost analysis of the compiled step (both branches of a conditional
-  count, so rules with ``lax.cond`` are over-counted; per device, as XLA reports it).
-* MFU: FLOPs per step / step time / the device's dense peak for the compute dtype (table below,
-  or ``--peak_tflops``); "n/a" where the peak is unknown (CPUs).
+* FLOPs per step: model FLOPs of the whole global batch's step, i.e. its matrix products and
+  convolutions counted on the jaxpr (``experiments/flop_count.py``; the costliest branch of a
+  conditional). Not XLA's cost analysis of the compiled step: on GPUs its convolutions are cuDNN
+  custom calls that it counts as zero (a SiD CIFAR-10 step read 1.6 TFLOP there).
+* MFU: FLOPs per step / step time / (the device's dense peak for the compute dtype x devices;
+  table below, or ``--peak_tflops``); "n/a" where the peak is unknown (CPUs).
 * memory: per device, the allocator's peak where it reports one (GPU, TPU), else the compiled
   step's footprint (arguments + outputs + temporaries - donated aliases) from XLA's memory
   analysis.
+
+``--trace_dir`` also traces ``--repeats`` steps with ``jax.profiler`` and prints where the device
+time goes (``experiments/profile_summary.py``). The allocator peak is per process: give each
+config its own process for a clean memory figure.
 
 Prints a markdown table and writes the rows as JSON (``--out``).
 """
@@ -30,12 +36,16 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'experiments'))
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fastgen import denoiser as denoiser_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fastgen import objectives, sharding, teachers, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import flop_count  # pylint: disable=g-import-not-at-top,wrong-import-position
+import profile_summary  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RULES = ('edm', 'sid', 'cd', 'ct', 'pd')
 # Dense peak TFLOP/s per device by compute dtype (vendor data sheets; fp32 = non-tensor-core).
@@ -70,8 +80,10 @@ def _example_shape(network_config) -> tuple[int, ...]:
   return (2,)  # the MLP configs are 2-D
 
 
-def measure(config, batch_size: int, repeats: int) -> dict:
-  """One config's train step on all local devices; the measured figures."""
+def compiled_step(config, batch_size: int):
+  """The config's train step on all local devices, compiled for synthetic batches of
+  ``batch_size``: ``(compiled, args, compile_seconds, objective)``; ``compiled(*args)`` runs one
+  step and returns ``(state, metrics)`` (the state is donated: feed it back in)."""
   mesh = sharding.make_mesh(config.mesh.model)
   jax.set_mesh(mesh)
   shape = _example_shape(config.network)
@@ -94,19 +106,28 @@ def measure(config, batch_size: int, repeats: int) -> dict:
   state = jax.jit(init, out_shardings=state_shardings)(jax.random.key(0))
   step = jax.jit(train.make_train_step(objective, optimizer, config.train.ema_decay, False),
                  out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
+  args = (state, teacher_params, batch, jax.random.key(2))
   start = time.time()
-  compiled = step.lower(state, teacher_params, batch, jax.random.key(2)).compile()
-  compile_seconds = time.time() - start
-  state, _ = compiled(state, teacher_params, batch, jax.random.key(2))
+  compiled = step.lower(*args).compile()
+  return compiled, args, time.time() - start, objective, flop_count.model_flops(step, *args)
+
+
+def measure(config, batch_size: int, repeats: int, trace_dir: str = '') -> dict:
+  """One config's train step on all local devices; the measured figures."""
+  compiled, (state, *args), compile_seconds, objective, flops = compiled_step(config, batch_size)
+  state, _ = compiled(state, *args)
   jax.block_until_ready(state)
   start = time.time()
   for _ in range(repeats):
-    state, _ = compiled(state, teacher_params, batch, jax.random.key(2))
+    state, _ = compiled(state, *args)
   jax.block_until_ready(state)
   seconds = (time.time() - start) / repeats
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  if trace_dir:
+    with jax.profiler.trace(trace_dir):
+      for _ in range(repeats):
+        state, _ = compiled(state, *args)
+      jax.block_until_ready(state)
+    profile_summary.print_breakdown(trace_dir, repeats, seconds)
   stats = jax.local_devices()[0].memory_stats()
   if stats and 'peak_bytes_in_use' in stats:
     memory, memory_kind = stats['peak_bytes_in_use'], 'allocator peak'
@@ -121,7 +142,7 @@ def measure(config, batch_size: int, repeats: int) -> dict:
   return {'trained_params': int(params), 'batch_size': batch_size, 'dtype': dtype,
           'compile_s': compile_seconds, 'step_s': seconds, 'images_per_s': batch_size / seconds,
           'flops_per_step': flops, 'memory_bytes': int(memory), 'memory_kind': memory_kind,
-          'mfu': flops / seconds / (peak * 1e12) if peak else None}
+          'mfu': flops / seconds / (peak * 1e12 * jax.device_count()) if peak else None}
 
 
 def main():
@@ -135,6 +156,8 @@ def main():
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--peak_tflops', type=float, default=0.0,
                       help='device peak for MFU (0: the built-in table)')
+  parser.add_argument('--trace_dir', default='',
+                      help='also trace --repeats steps there and print where the time goes')
   parser.add_argument('--out', default=os.path.join(REPO, 'experiments', 'results',
                                                     'throughput.json'))
   args = parser.parse_args()
@@ -147,10 +170,12 @@ def main():
       config.network.dtype = args.dtype
     if args.model:
       config.mesh.model = args.model
-    row = measure(config, args.batch_size or config.data.batch_size, args.repeats)
+    row = measure(config, args.batch_size or config.data.batch_size, args.repeats,
+                  os.path.join(args.trace_dir, os.path.basename(path)) if args.trace_dir else '')
     row['model'] = config.mesh.model
     if args.peak_tflops:
-      row['mfu'] = row['flops_per_step'] / row['step_s'] / (args.peak_tflops * 1e12)
+      row['mfu'] = row['flops_per_step'] / row['step_s'] / (args.peak_tflops * 1e12 *
+                                                            jax.device_count())
     rows.append({'config': os.path.basename(path), **row})
     print(json.dumps(rows[-1]), flush=True)
   print('\n| config | trained params | batch | dtype | model axis | step | images/s | compile '

@@ -10,12 +10,14 @@ import os
 import time
 
 import jax
-from clu import metric_writers
 
 
 class MetricLogger:
 
   def __init__(self, workdir: str, resume_step: int = 0, wall_time_offset: float = 0.0):
+    # Deferred: clu's writers import TensorFlow, which only a run that logs needs (the step, the
+    # samplers and experiments/throughput.py run without it, e.g. on accelerator images).
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self._is_host0 = jax.process_index() == 0
     self._writer = metric_writers.create_default_writer(
