@@ -1,15 +1,19 @@
-"""SongUNet: the DDPM++ U-Net of Song et al. 2021 as re-implemented in EDM (Karras et al. 2022).
+"""SongUNet: the DDPM++ / NCSN++ U-Net of Song et al. 2021 as re-implemented in EDM (Karras et al.
+2022).
 
-Mirrors ``SongUNet`` of EDM's ``training/networks.py`` in its DDPM++ setting (positional noise
-embedding, standard encoder and decoder, ``channel_mult_noise=1``, ``resample_filter=[1,1]``): the
-configuration of EDM's CIFAR-10 DDPM++ models (EDM Table 7). Images are NHWC.
+Mirrors ``SongUNet`` of EDM's ``training/networks.py`` with its standard decoder. The defaults are
+the DDPM++ setting (positional noise embedding, standard encoder, ``channel_mult_noise=1``,
+``resample_filter=[1,1]``), the configuration of EDM's CIFAR-10 DDPM++ ("VP") models (EDM
+Table 7); ``embedding_type='fourier', channel_mult_noise=2, encoder_type='residual',
+resample_filter=(1, 3, 3, 1)`` is NCSN++ (EDM's "VE" models). Images are NHWC.
 
 Parameter names follow EDM's module names, with ``ModuleDict`` keys joined by an underscore:
 EDM ``enc.32x32_block0.conv0.weight`` <-> Flax ``enc_32x32_block0/conv0/kernel`` (Linear weights
-transposed, conv weights OIHW -> HWIO, GroupNorm ``weight`` -> ``scale``). ``map_noise`` has no
-parameters. One deliberate difference: ``map_label`` has no bias, so the null label embeds as
-exactly zero; an EDM conditional checkpoint imports exactly by folding its bias into
-``map_layer0`` (b0 <- b0 + W0 b_label). Attention has one head, as in EDM's SongUNet.
+transposed, conv weights OIHW -> HWIO, GroupNorm ``weight`` -> ``scale``); NCSN++'s Fourier
+frequencies are the parameter ``map_noise/freqs`` (no gradient). One deliberate difference:
+``map_label`` has no bias, so the null label embeds as exactly zero; an EDM conditional checkpoint
+imports exactly by folding its bias into ``map_layer0`` (b0 <- b0 + W0 b_label;
+:mod:`fastgen.teachers.edm_import`). Attention has one head, as in EDM's SongUNet.
 
 Sizes: EDM's CIFAR-10 config (``model_channels=128, channel_mult=(2, 2, 2), num_blocks=4,
 attn_resolutions=(16,)``, 32x32x3) has 55,732,739 parameters unconditional (EDM's reported 55.73M

@@ -235,3 +235,31 @@ def test_torch_zip_records_are_aligned_and_typed(tmp_path):
   with zipfile.ZipFile(path) as archive:
     for info in archive.infolist():  # PyTorch memory-maps records at 64-byte boundaries
       assert (info.header_offset + 30 + len(info.filename) + len(info.extra)) % 64 == 0
+
+
+def test_released_edm_networks_have_edm_names_and_shapes():
+  """At full size (shapes only): the networks of edm-cifar10-32x32-cond-vp (DDPM++),
+  edm-cifar10-32x32-uncond-ve (NCSN++) and edm-imagenet-64x64-cond-adm, with their constructor
+  arguments from EDM's train.py, have exactly EDM's tensors; ADM has EDM's 295.90M parameters."""
+  ddpmpp = dict(embedding_type='positional', channel_mult_noise=1, encoder_type='standard',
+                resample_filter=[1, 1])
+  ncsnpp = dict(embedding_type='fourier', channel_mult_noise=2, encoder_type='residual',
+                resample_filter=[1, 3, 3, 1])
+  cifar = dict(model_type='SongUNet', img_resolution=32, img_channels=3, augment_dim=9,
+               model_channels=128, channel_mult=[2, 2, 2], decoder_type='standard')
+  released = [dict(cifar, label_dim=10, **ddpmpp), dict(cifar, label_dim=0, **ncsnpp),
+              dict(model_type='DhariwalUNet', img_resolution=64, img_channels=3, label_dim=1000,
+                   model_channels=192, channel_mult=[1, 2, 3, 4])]
+  for kwargs in released:
+    cfg = edm_import.network_config_from_edm('EDMPrecond', kwargs)
+    _, shapes = edm_import._flax_shapes(cfg)  # pylint: disable=protected-access
+    zeros = jax.tree.map(lambda s: np.broadcast_to(np.float32(0), s.shape), shapes)
+    ours = {k: v.shape for k, v in edm_import.params_to_edm(zeros, cfg, prefix='').items()}
+    edm = edm_reference.state_shapes(**{k: v for k, v in kwargs.items()
+                                        if k not in ('decoder_type',)})
+    edm = {k: np.shape(v) if isinstance(v, np.ndarray) else v for k, v in edm.items()
+           if k != 'map_augment.weight'}
+    assert ours == edm
+    if kwargs['model_type'] == 'DhariwalUNet':
+      assert sum(int(np.prod(s)) for k, s in ours.items()
+                 if not k.endswith('resample_filter')) == 295_899_267
