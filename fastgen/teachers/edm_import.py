@@ -77,17 +77,20 @@ def network_config_from_edm(class_name: str, kwargs: dict) -> dict:
   if model_type not in NETWORK_NAMES:
     raise EDMImportError(f'unknown EDM architecture model_type={model_type!r}; fastgen imports '
                          f'{", ".join(NETWORK_NAMES)}')
-  vp = {k: kwargs.pop(k) for k in _VP_DEFAULTS if k in kwargs}
-  changed = sorted(k for k, v in vp.items() if v != _VP_DEFAULTS[k])
-  if changed and parameterization == 'vp':
-    raise EDMImportError(f'VPPrecond with non-default {", ".join(changed)} is not supported '
-                         f'(fastgen uses {_VP_DEFAULTS})')
-  for unsupported, default in (('decoder_type', 'standard'), ('encoder_type', ('standard',
-                                                                                'residual'))):
-    value = kwargs.get(unsupported, 'standard')
-    if value not in (default if isinstance(default, tuple) else (default,)):
-      raise EDMImportError(f'EDM {model_type} with {unsupported}={value!r} is not supported')
+  if parameterization == 'vp':
+    changed = sorted(k for k in _VP_DEFAULTS if kwargs.pop(k, _VP_DEFAULTS[k]) != _VP_DEFAULTS[k])
+    if changed:
+      raise EDMImportError(f'VPPrecond with non-default {", ".join(changed)} is not supported '
+                           f'(fastgen uses {_VP_DEFAULTS})')
+  for key, supported in (('decoder_type', ('standard',)),
+                         ('encoder_type', ('standard', 'residual'))):
+    if kwargs.get(key, 'standard') not in supported:
+      raise EDMImportError(f'EDM {model_type} with {key}={kwargs[key]!r} is not supported '
+                           f'(fastgen has {", ".join(supported)})')
   kwargs.pop('decoder_type', None)
+  missing = [k for k in ('img_resolution', 'img_channels') if k not in kwargs]
+  if missing:
+    raise EDMImportError(f'EDM {class_name} arguments lack {", ".join(missing)}')
   config = {'name': NETWORK_NAMES[model_type], 'parameterization': parameterization,
             'sigma_data': float(kwargs.pop('sigma_data', 0.5)),
             'in_channels': int(kwargs.pop('img_channels')),
@@ -300,8 +303,8 @@ def read_edm(path: str, network_config=None):
   obj = torch_files.load(path)
   if isinstance(obj, dict) and isinstance(obj.get('ema'), torch_files.PersistentObject):
     net = obj['ema']
-    kwargs = net.state.get('_init_kwargs') or {}
-    if not isinstance(kwargs, dict) or 'img_resolution' not in kwargs:
+    kwargs = net.state.get('_init_kwargs')
+    if not isinstance(kwargs, dict):
       raise EDMImportError(f'{path}: the pickled {net.class_name} carries no constructor '
                            f'arguments (_init_kwargs)')
     found = network_config_from_edm(net.class_name, kwargs)
