@@ -182,11 +182,12 @@ def _buffers(network_config, flax_shapes) -> dict:
   return {n[:3] + '.' + n[4:]: f for n in names}
 
 
-def _flax_shapes(network_config):
+def param_shapes(network_config):
+  """The parameter tree of ``network_config``'s network as ``jax.ShapeDtypeStruct`` leaves."""
   model = denoiser_lib.from_config(network_config)
   res, channels = model.net.img_resolution, model.net.in_channels
   x = jnp.zeros((1, res, res, channels))
-  return model, jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), x))
 
 
 def _has_label_bias(network_config) -> bool:
@@ -230,7 +231,7 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
   exactly one parameter or is a checked buffer; missing, extra or misshapen tensors raise
   :class:`EDMImportError` naming them."""
   state = {k: np.asarray(v) for k, v in _strip_prefix(state_dict).items()}
-  _, shapes = _flax_shapes(network_config)
+  shapes = param_shapes(network_config)
   targets = {_edm_name(path): (path, leaf.shape)
              for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]}
   buffers = _buffers(network_config, shapes)
@@ -258,8 +259,7 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
                  if state[n].shape != v.shape]
   if bad_shapes:
     raise EDMImportError(f'state dict shapes do not fit the {network_config["name"]} network of '
-                         f'this config (img_resolution {network_config.get("img_resolution")}, '
-                         f'channels ...): {_name_list(bad_shapes, 6)}')
+                         f'this config: {_name_list(bad_shapes, 6)}')
   wrong_filters = [n for n, v in buffers.items() if not np.allclose(state[n], v)]
   if wrong_filters:
     raise EDMImportError(f'resampling filters differ from resample_filter='
@@ -302,7 +302,9 @@ def read_edm(path: str, network_config=None):
   state dict needs ``network_config``."""
   obj = torch_files.load(path)
   if isinstance(obj, dict) and isinstance(obj.get('ema'), torch_files.PersistentObject):
-    net = obj['ema']
+    obj = obj['ema']  # an EDM training snapshot
+  if isinstance(obj, torch_files.PersistentObject):
+    net = obj
     kwargs = net.state.get('_init_kwargs')
     if not isinstance(kwargs, dict):
       raise EDMImportError(f'{path}: the pickled {net.class_name} carries no constructor '
@@ -318,8 +320,8 @@ def read_edm(path: str, network_config=None):
                            f'--config with the network it was trained as')
     found, state_dict = dict(network_config), obj
   else:
-    raise EDMImportError(f'{path} holds neither an EDM network pickle (a dict with "ema") nor a '
-                         f'state dict of tensors')
+    raise EDMImportError(f'{path} holds neither an EDM network (a pickle of one, or a snapshot '
+                         f'dict with "ema") nor a state dict of tensors')
   params, dropped = params_from_edm(state_dict, found)
   return found, params, dropped
 

@@ -254,6 +254,10 @@ class Global:
     raise TypeError(f'{self.module}.{self.name} is a reference to be pickled, not called')
 
 
+_REBUILD_TENSOR_V2 = Global('torch._utils', '_rebuild_tensor_v2')
+_STORAGE_GLOBALS = {dtype: Global('torch', name) for dtype, name in _STORAGE_NAMES.items()}
+
+
 class _Tensor:
   """A C-contiguous array pickled as ``torch._utils._rebuild_tensor_v2`` over ``storage`` (an
   object the pickler writes as a persistent id)."""
@@ -263,7 +267,7 @@ class _Tensor:
 
   def __reduce__(self):
     strides = tuple(s // self.array.itemsize for s in self.array.strides)
-    return (Global('torch._utils', '_rebuild_tensor_v2'),
+    return (_REBUILD_TENSOR_V2,
             (self.storage, 0, self.array.shape, strides, False, collections.OrderedDict()))
 
 
@@ -313,8 +317,8 @@ def save_torch_zip(path: str, state_dict: dict[str, np.ndarray]) -> None:
     if array.dtype not in _STORAGE_NAMES:
       raise ValueError(f'{name}: dtype {array.dtype} has no torch storage type')
     storage = object()
-    persistent_ids[id(storage)] = ('storage', Global('torch', _STORAGE_NAMES[array.dtype]),
-                                   str(i), 'cpu', array.size)
+    persistent_ids[id(storage)] = ('storage', _STORAGE_GLOBALS[array.dtype], str(i), 'cpu',
+                                   array.size)
     tensors[name] = _Tensor(array, storage)
     records.append((str(i), array.astype(array.dtype.newbyteorder('<')).tobytes()))
   buffer = io.BytesIO()

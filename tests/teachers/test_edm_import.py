@@ -72,7 +72,7 @@ def test_edm_state_dict_loads_completely(case):
   cfg = _network_config(case)
   params, dropped = edm_import.params_from_edm(
       {f'model.{k}': v for k, v in state_dict.items()}, cfg)
-  _, shapes = edm_import._flax_shapes(cfg)  # pylint: disable=protected-access
+  shapes = edm_import.param_shapes(cfg)
   assert jax.tree.structure(params) == jax.tree.structure(shapes)
   assert dropped == (['map_augment.weight'] if 'map_augment.weight' in state_dict else [])
   exported = edm_import.params_to_edm(params, cfg, prefix='')
@@ -252,7 +252,7 @@ def test_released_edm_networks_have_edm_names_and_shapes():
                    model_channels=192, channel_mult=[1, 2, 3, 4])]
   for kwargs in released:
     cfg = edm_import.network_config_from_edm('EDMPrecond', kwargs)
-    _, shapes = edm_import._flax_shapes(cfg)  # pylint: disable=protected-access
+    shapes = edm_import.param_shapes(cfg)
     zeros = jax.tree.map(lambda s: np.broadcast_to(np.float32(0), s.shape), shapes)
     ours = {k: v.shape for k, v in edm_import.params_to_edm(zeros, cfg, prefix='').items()}
     edm = edm_reference.state_shapes(**{k: v for k, v in kwargs.items()
