@@ -217,7 +217,10 @@ def test_converted_teacher_workdir_and_export_round_trip(tmp_path):
   assert exported_kwargs['class_name'] == 'training.networks.VEPrecond'
   assert edm_import.network_config_from_edm('VEPrecond', {
       k: v for k, v in exported_kwargs.items() if k != 'class_name'}) == cfg
-  reimported_cfg, reimported, _ = edm_import.read_edm(out, cfg)
+  _, reimported, _ = edm_import.read_edm(out, cfg)
+  _assert_same_tree(reimported, expected)
+  edm_export.export(workdir, str(tmp_path / 'student.npz'))
+  _, reimported, _ = edm_import.read_edm(str(tmp_path / 'student.npz'), cfg)
   _assert_same_tree(reimported, expected)
   assert not [p for p in os.listdir(tmp_path) if 'partial' in p]
 
