@@ -141,7 +141,8 @@ class UNetBlock(nn.Module):
     orig = x
     x = nn.silu(norm(in_channels, 'norm0')(x))
     x = conv(self.out_channels, 3, self.dtype, 'conv0', self.kernel_init)(resample(x))
-    affine = nn.Dense(self.out_channels * (2 if self.adaptive_scale else 1), kernel_init=self.kernel_init,
+    affine = nn.Dense(self.out_channels * (2 if self.adaptive_scale else 1),
+                      kernel_init=self.kernel_init,
                       bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
                       name='affine')(emb)[:, None, None, :]
     if self.adaptive_scale:
@@ -212,7 +213,7 @@ class SongUNet(nn.Module):
   dropout: float = 0.10
   num_classes: int = 0
   embedding_type: str = 'positional'  # 'positional' (DDPM++) | 'fourier' (NCSN++)
-  channel_mult_noise: int = 1         # noise embedding channels / model_channels: 1 DDPM++, 2 NCSN++
+  channel_mult_noise: int = 1         # noise embedding / model_channels: 1 DDPM++, 2 NCSN++
   encoder_type: str = 'standard'      # 'standard' (DDPM++) | 'residual' (NCSN++)
   resample_filter: tuple = (1, 1)     # (1, 1) DDPM++, (1, 3, 3, 1) NCSN++
   dtype: Any = jnp.float32

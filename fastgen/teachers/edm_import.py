@@ -248,10 +248,10 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
         f'{network_config["img_resolution"]} (it needs '
         f'{_name_list([n for n in missing if "x" in n.split(".")[1]], 2)})')
   if missing or extra:
-    raise EDMImportError(
-        f'state dict does not fit the {network_config["name"]} network of this config: '
-        + (f'missing {_name_list(missing)}' if missing else '')
-        + ('; ' if missing and extra else '') + (f'unexpected {_name_list(extra)}' if extra else ''))
+    problems = ([f'missing {_name_list(missing)}'] if missing else []) + (
+        [f'unexpected {_name_list(extra)}'] if extra else [])
+    raise EDMImportError(f'state dict does not fit the {network_config["name"]} network of this '
+                         f'config: {"; ".join(problems)}')
   bad_shapes = [f'{n} {state[n].shape} (expected {_to_edm(np.zeros(shape)).shape})'
                 for n, (_, shape) in targets.items()
                 if _to_flax(state[n]).shape != tuple(shape)]

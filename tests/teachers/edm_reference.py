@@ -261,7 +261,8 @@ def denoise(p, precond, model_type, x, sigma, class_labels, **kw):
   elif precond == 'VPPrecond':
     beta_d, beta_min, m = 19.9, 0.1, 1000
     c_skip, c_out, c_in = 1, -s, 1 / np.sqrt(s**2 + 1)
-    c_noise = (m - 1) * (np.sqrt(beta_min**2 + 2 * beta_d * np.log(sigma**2 + 1)) - beta_min) / beta_d
+    t = (np.sqrt(beta_min**2 + 2 * beta_d * np.log(sigma**2 + 1)) - beta_min) / beta_d
+    c_noise = (m - 1) * t
   else:
     c_skip, c_out, c_in, c_noise = 1, s, 1, np.log(0.5 * sigma)
   return c_skip * x + c_out * _network(p, model_type, c_in * x, c_noise, class_labels, **kw)
