@@ -39,16 +39,15 @@ from fastgen.teachers import torch_files
 
 PRECONDITIONINGS = {'EDMPrecond': 'edm', 'VPPrecond': 'vp', 'VEPrecond': 've'}
 NETWORK_NAMES = {'SongUNet': 'unet', 'DhariwalUNet': 'adm'}
-# EDM constructor arguments -> fastgen network fields; the EDM defaults equal fastgen's.
-_SHARED_KWARGS = {
-    'img_resolution': 'img_resolution', 'model_channels': 'model_channels',
-    'channel_mult': 'channel_mult', 'channel_mult_emb': 'channel_mult_emb',
-    'num_blocks': 'num_blocks', 'attn_resolutions': 'attn_resolutions', 'dropout': 'dropout'}
-_MODEL_KWARGS = {
-    'SongUNet': {**_SHARED_KWARGS, 'embedding_type': 'embedding_type',
-                 'channel_mult_noise': 'channel_mult_noise', 'encoder_type': 'encoder_type',
-                 'resample_filter': 'resample_filter'},
-    'DhariwalUNet': _SHARED_KWARGS,
+# EDM's architecture arguments and their defaults (training/networks.py); fastgen's network fields
+# have the same names. Written out in full, so a converted config does not rest on defaults.
+_ARCH_DEFAULTS = {
+    'SongUNet': dict(model_channels=128, channel_mult=(1, 2, 2, 2), channel_mult_emb=4,
+                     num_blocks=4, attn_resolutions=(16,), dropout=0.10,
+                     embedding_type='positional', channel_mult_noise=1, encoder_type='standard',
+                     resample_filter=(1, 1)),
+    'DhariwalUNet': dict(model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4,
+                         num_blocks=3, attn_resolutions=(32, 16, 8), dropout=0.10),
 }
 # Accepted and not needed by a sampling network: augmentation input size (map_augment is
 # dropped), label dropout and fp16 (training), the noise range (samplers take it from configs).
@@ -97,13 +96,15 @@ def network_config_from_edm(class_name: str, kwargs: dict) -> dict:
             'num_classes': int(kwargs.pop('label_dim', 0))}
   for key in _IGNORED_KWARGS:
     kwargs.pop(key, None)
-  fields = _MODEL_KWARGS[model_type]
-  unknown = sorted(set(kwargs) - set(fields))
+  defaults = _ARCH_DEFAULTS[model_type]
+  unknown = sorted(set(kwargs) - set(defaults) - {'img_resolution'})
   if unknown:
     raise EDMImportError(f'EDM {class_name}({model_type}) argument(s) {", ".join(unknown)} are '
                          f'unknown to fastgen: not an architecture fastgen can import')
-  for key, value in kwargs.items():
-    config[fields[key]] = tuple(value) if isinstance(value, (list, tuple)) else value
+  config['img_resolution'] = int(kwargs['img_resolution'])
+  for key, default in defaults.items():
+    value = kwargs.get(key, default)
+    config[key] = tuple(value) if isinstance(value, (list, tuple)) else value
   return config
 
 
@@ -128,12 +129,14 @@ def edm_kwargs(network_config) -> dict:
     cfg.pop(key, None)
   if cfg.pop('out_channels', None) not in (None, kwargs['img_channels']):
     raise EDMImportError('EDM networks output img_channels channels; out_channels differs')
-  inverse = {v: k for k, v in _MODEL_KWARGS[model_type].items()}
-  unknown = sorted(set(cfg) - set(inverse))
+  unknown = sorted(set(cfg) - set(_ARCH_DEFAULTS[model_type]) - {'img_resolution'})
   if unknown:
     raise EDMImportError(f'network field(s) {", ".join(unknown)} have no EDM {model_type} '
                          f'argument')
-  kwargs.update({inverse[k]: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()})
+  net = denoiser_lib.from_config(network_config).net  # every argument, defaults included
+  for key in ('img_resolution', *_ARCH_DEFAULTS[model_type]):
+    value = getattr(net, key)
+    kwargs[key] = list(value) if isinstance(value, tuple) else value
   return kwargs
 
 
