@@ -161,6 +161,7 @@ def _to_edm(array: np.ndarray) -> np.ndarray:
 
 
 def _to_flax(array: np.ndarray) -> np.ndarray:
+  """PyTorch -> Flax layout, the inverse of :func:`_to_edm`."""
   if array.ndim == 4:
     return array.transpose(2, 3, 1, 0)
   return array.T if array.ndim == 2 else array
@@ -255,7 +256,7 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
         [f'unexpected {_name_list(extra)}'] if extra else [])
     raise EDMImportError(f'state dict does not fit the {network_config["name"]} network of this '
                          f'config: {"; ".join(problems)}')
-  bad_shapes = [f'{n} {state[n].shape} (expected {_to_edm(np.zeros(shape)).shape})'
+  bad_shapes = [f'{n} {state[n].shape} (expected {_to_edm(np.broadcast_to(0.0, shape)).shape})'
                 for n, (_, shape) in targets.items()
                 if _to_flax(state[n]).shape != tuple(shape)]
   bad_shapes += [f'{n} {state[n].shape} (expected {v.shape})' for n, v in buffers.items()
