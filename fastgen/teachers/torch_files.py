@@ -68,12 +68,8 @@ class PersistentObject:
 
 
 class ModuleRecord:
-  """Stand-in for ``torch.nn`` containers (ModuleDict, ModuleList, Sequential): unpickling only
-  fills ``__dict__`` with their state."""
-
-
-class _EasyDict(dict):
-  """Stand-in for ``dnnlib.util.EasyDict`` (a dict)."""
+  """Stand-in for ``torch.nn.ModuleDict`` (EDM's ``enc`` and ``dec``): unpickling only fills
+  ``__dict__`` with its state."""
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
@@ -101,22 +97,8 @@ def _numpy_scalar(dtype, data=None):
   return np.frombuffer(data, dtype)[0]
 
 
-def _numpy_reconstruct(cls, shape, dtype_code):
-  """``numpy.core.multiarray._reconstruct`` for plain ndarrays; their data comes in BUILD."""
-  if cls is not np.ndarray:
-    raise UnsafePickleError(f'numpy reconstruct of {cls!r}')
-  return np.ndarray.__new__(np.ndarray, shape, dtype_code)
-
-
 def _numpy_dtype(spec, align=False, copy=False):
   return np.dtype(spec, align, copy)
-
-
-def _codecs_encode(text, encoding='utf-8'):
-  """``_codecs.encode``: how protocol-2 pickles from Python 3 spell bytes."""
-  if encoding not in ('latin1', 'latin-1'):
-    raise UnsafePickleError(f'_codecs.encode with encoding {encoding!r}')
-  return text.encode(encoding)
 
 
 def _reconstruct_persistent_obj(meta):
@@ -127,34 +109,19 @@ def _reconstruct_persistent_obj(meta):
   return PersistentObject(str(meta.get('class_name')), meta['state'])
 
 
-def _copyreg_reconstructor(cls, base, state):
-  if cls not in (ModuleRecord, _EasyDict, collections.OrderedDict) or base is not object:
-    raise UnsafePickleError(f'copyreg._reconstructor of {cls!r}')
-  return cls() if state is None else cls(state)
-
-
 _ALLOWED_GLOBALS = {
     ('collections', 'OrderedDict'): collections.OrderedDict,
     ('builtins', 'set'): set,
     ('builtins', 'frozenset'): frozenset,
-    ('builtins', 'object'): object,
-    ('_codecs', 'encode'): _codecs_encode,
-    ('copyreg', '_reconstructor'): _copyreg_reconstructor,
     ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
     ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
     ('torch.storage', '_load_from_bytes'): lambda data: _load_legacy_storage(data),
     ('torch.nn.modules.container', 'ModuleDict'): ModuleRecord,
-    ('torch.nn.modules.container', 'ModuleList'): ModuleRecord,
-    ('torch.nn.modules.container', 'Sequential'): ModuleRecord,
     ('torch_utils.persistence', '_reconstruct_persistent_obj'): _reconstruct_persistent_obj,
-    ('dnnlib.util', 'EasyDict'): _EasyDict,
     ('numpy', 'dtype'): _numpy_dtype,
-    ('numpy', 'ndarray'): np.ndarray,
     **{(m, 'scalar'): _numpy_scalar for m in ('numpy.core.multiarray', 'numpy._core.multiarray')},
-    **{(m, '_reconstruct'): _numpy_reconstruct
-       for m in ('numpy.core.multiarray', 'numpy._core.multiarray')},
     **{('torch', name): StorageType(name) for name in _STORAGE_DTYPES},
 }
 
