@@ -266,3 +266,39 @@ def test_released_edm_networks_have_edm_names_and_shapes():
     if kwargs['model_type'] == 'DhariwalUNet':
       assert sum(int(np.prod(s)) for k, s in ours.items()
                  if not k.endswith('resample_filter')) == 295_899_267
+
+
+@pytest.mark.slow
+def test_full_size_cifar_pickle_matches_edm_forward_and_seeds_sid(tmp_path):
+  """edm-cifar10-32x32-cond-vp's architecture at full size (55.7M parameters, random weights):
+  pickle -> converter with configs/sid_cifar.py -> teacher equals EDM's numpy forward, and SiD
+  starts from it. About 2 minutes on 2 CPU cores."""
+  from configs import sid_cifar
+  from fastgen import objectives
+  kwargs = dict(model_type='SongUNet', img_resolution=32, img_channels=3, label_dim=10,
+                augment_dim=9, model_channels=128, channel_mult=[2, 2, 2], dropout=0.13,
+                embedding_type='positional', channel_mult_noise=1, encoder_type='standard',
+                decoder_type='standard', resample_filter=[1, 1], use_fp16=False)
+  model_kwargs = {k: v for k, v in kwargs.items()
+                  if k not in ('model_type', 'dropout', 'decoder_type', 'use_fp16')}
+  state_dict = edm_reference.random_state_dict(edm_reference.state_shapes('SongUNet',
+                                                                          **model_kwargs))
+  pkl = str(tmp_path / 'edm-cifar10-32x32-cond-vp-like.pkl')
+  edm_reference.write_network_pickle(pkl, {f'model.{k}': v for k, v in state_dict.items()},
+                                     'EDMPrecond', kwargs)
+  config = sid_cifar.get_config()
+  config.teacher.workdir = str(tmp_path / 'teacher')
+  edm_import.import_to_workdir(pkl, config.teacher.workdir, config)
+  model, params = teachers.load_teacher(config.teacher)
+  init = objectives.make_objective(config, model).init(
+      jax.random.key(0), {'x': np.zeros((1, 32, 32, 3), np.float32),
+                          'label': np.zeros((1,), np.int32)}, params)
+  _assert_same_tree(init['generator'], params)
+  x = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype(np.float32)
+  sigma = np.array([1.3], np.float32)
+  actual = np.asarray(jax.jit(model.__call__)(params, x, sigma, np.array([3])))
+  expected = edm_reference.denoise(
+      state_dict, 'EDMPrecond', 'SongUNet', x.transpose(0, 3, 1, 2).astype(np.float64),
+      sigma.astype(np.float64), np.eye(10)[[3]], **model_kwargs).transpose(0, 2, 3, 1)
+  residual = expected - x
+  np.testing.assert_allclose(actual - x, residual, rtol=1e-4, atol=1e-4 * np.abs(residual).max())
