@@ -4,6 +4,9 @@ A :class:`Denoiser` wraps a raw Flax network ``F(x_in, noise_cond, labels, train
 parameterization:
 
 * ``'edm'``:  D = c_skip x + c_out F(c_in x; ln(sigma)/4)       (EDM Eq. 7, Table 1)
+* ``'vp'``, ``'ve'``: the same with EDM Table 1's VP / VE coefficients (EDM ``VPPrecond``,
+              ``VEPrecond``; :func:`fastgen.diffusion.vp_preconditioning`,
+              :func:`fastgen.diffusion.ve_preconditioning`), for imported EDM networks.
 * ``'flow'``: F predicts the rectified-flow velocity v(x_t, t) at x_t = x / (1 + sigma),
               t = sigma / (1 + sigma), and D = x_t - t v.           (Liu et al. 2022, Eq. 1)
 
@@ -21,7 +24,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion
 
-PARAMETERIZATIONS = ('edm', 'flow')
+PARAMETERIZATIONS = ('edm', 'vp', 've', 'flow')
 FLOW_NOISE_SCALE = 1000.0  # c_noise = 1000 t for flow nets, the range positional embeddings expect.
 
 
@@ -59,8 +62,8 @@ class Denoiser(Network):
   def __call__(self, params, x, sigma, labels=None, *, train=False, rng=None) -> jax.Array:
     """x0_hat = D(x, sigma) ~= E[x0 | x], for x = x0 + sigma eps and sigma of shape [B] or []."""
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
-    if self.parameterization == 'edm':
-      c_skip, c_out, c_in, c_noise = diffusion.edm_preconditioning(sigma, self.sigma_data)
+    if self.parameterization != 'flow':
+      c_skip, c_out, c_in, c_noise = self.preconditioning(sigma)
       f = self._apply(params, diffusion.expand_like(c_in, x) * x, c_noise, labels, train, rng)
       return (diffusion.expand_like(c_skip, x) * x +
               diffusion.expand_like(c_out, x) * f.astype(x.dtype))
@@ -68,6 +71,14 @@ class Denoiser(Network):
     x_t = diffusion.edm_to_flow(x, sigma)
     v = self._apply(params, x_t, FLOW_NOISE_SCALE * t, labels, train, rng).astype(x.dtype)
     return diffusion.velocity_to_x0(x_t, t, v)
+
+  def preconditioning(self, sigma):
+    """(c_skip, c_out, c_in, c_noise) of D = c_skip x + c_out F(c_in x; c_noise) (EDM Eq. 7)."""
+    if self.parameterization == 'vp':
+      return diffusion.vp_preconditioning(sigma)
+    if self.parameterization == 've':
+      return diffusion.ve_preconditioning(sigma)
+    return diffusion.edm_preconditioning(sigma, self.sigma_data)
 
   def velocity(self, params, x_t, t, labels=None, *, train=False, rng=None) -> jax.Array:
     """Rectified-flow velocity v(x_t, t) = eps - x0; exact at t = 1 for flow networks."""

@@ -24,6 +24,28 @@ def edm_preconditioning(sigma, sigma_data):
   return c_skip, c_out, c_in, c_noise
 
 
+VP_BETA_D, VP_BETA_MIN, VP_M = 19.9, 0.1, 1000  # EDM VPPrecond defaults (Song et al. 2021's VP SDE)
+
+
+def vp_sigma_inv(sigma, beta_d=VP_BETA_D, beta_min=VP_BETA_MIN):
+  """EDM Table 1, VP: t = sigma^-1(sigma) = (sqrt(beta_min^2 + 2 beta_d ln(sigma^2 + 1)) - beta_min)
+  / beta_d, the inverse of :func:`vp_sigma`."""
+  return (jnp.sqrt(beta_min**2 + 2.0 * beta_d * jnp.log1p(sigma**2)) - beta_min) / beta_d
+
+
+def vp_preconditioning(sigma, beta_d=VP_BETA_D, beta_min=VP_BETA_MIN, num_timesteps=VP_M):
+  """EDM Table 1, VP column (EDM ``VPPrecond``): c_skip = 1, c_out = -sigma,
+  c_in = 1 / sqrt(sigma^2 + 1), c_noise = (M - 1) sigma^-1(sigma): D = x - sigma F, F ~= eps."""
+  c_noise = (num_timesteps - 1) * vp_sigma_inv(sigma, beta_d, beta_min)
+  return jnp.ones_like(sigma), -sigma, jax.lax.rsqrt(sigma**2 + 1.0), c_noise
+
+
+def ve_preconditioning(sigma):
+  """EDM Table 1, VE column (EDM ``VEPrecond``): c_skip = 1, c_out = sigma, c_in = 1,
+  c_noise = ln(sigma / 2): D = x + sigma F, F ~= -eps."""
+  return jnp.ones_like(sigma), sigma, jnp.ones_like(sigma), jnp.log(0.5 * sigma)
+
+
 def edm_loss_weight(sigma, sigma_data):
   """EDM Eq. 8 / Table 1: lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 = 1 / c_out^2."""
   return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2

@@ -13,10 +13,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fastgen.networks import adm
 from fastgen.networks import mlp
 from fastgen.networks import unet
 
-NETWORKS = {'mlp': mlp.MLP, 'unet': unet.SongUNet}
+NETWORKS = {'mlp': mlp.MLP, 'unet': unet.SongUNet, 'adm': adm.DhariwalUNet}
 
 
 def build_network(network_config) -> nn.Module:

@@ -1,15 +1,19 @@
-"""SongUNet: the DDPM++ U-Net of Song et al. 2021 as re-implemented in EDM (Karras et al. 2022).
+"""SongUNet: the DDPM++ / NCSN++ U-Net of Song et al. 2021 as re-implemented in EDM (Karras et al.
+2022).
 
-Mirrors ``SongUNet`` of EDM's ``training/networks.py`` in its DDPM++ setting (positional noise
-embedding, standard encoder and decoder, ``channel_mult_noise=1``, ``resample_filter=[1,1]``): the
-configuration of EDM's CIFAR-10 DDPM++ models (EDM Table 7). Images are NHWC.
+Mirrors ``SongUNet`` of EDM's ``training/networks.py`` with its standard decoder. The defaults are
+the DDPM++ setting (positional noise embedding, standard encoder, ``channel_mult_noise=1``,
+``resample_filter=[1,1]``), the configuration of EDM's CIFAR-10 DDPM++ ("VP") models (EDM
+Table 7); ``embedding_type='fourier', channel_mult_noise=2, encoder_type='residual',
+resample_filter=(1, 3, 3, 1)`` is NCSN++ (EDM's "VE" models). Images are NHWC.
 
 Parameter names follow EDM's module names, with ``ModuleDict`` keys joined by an underscore:
 EDM ``enc.32x32_block0.conv0.weight`` <-> Flax ``enc_32x32_block0/conv0/kernel`` (Linear weights
-transposed, conv weights OIHW -> HWIO, GroupNorm ``weight`` -> ``scale``). ``map_noise`` has no
-parameters. One deliberate difference: ``map_label`` has no bias, so the null label embeds as
-exactly zero; an EDM conditional checkpoint imports exactly by folding its bias into
-``map_layer0`` (b0 <- b0 + W0 b_label). Attention has one head, as in EDM's SongUNet.
+transposed, conv weights OIHW -> HWIO, GroupNorm ``weight`` -> ``scale``); NCSN++'s Fourier
+frequencies are the parameter ``map_noise/freqs`` (no gradient). One deliberate difference:
+``map_label`` has no bias, so the null label embeds as exactly zero; an EDM conditional checkpoint
+imports exactly by folding its bias into ``map_layer0`` (b0 <- b0 + W0 b_label;
+:mod:`fastgen.teachers.edm_import`). Attention has one head, as in EDM's SongUNet.
 
 Sizes: EDM's CIFAR-10 config (``model_channels=128, channel_mult=(2, 2, 2), num_blocks=4,
 attn_resolutions=(16,)``, 32x32x3) has 55,732,739 parameters unconditional (EDM's reported 55.73M
@@ -53,84 +57,150 @@ def positional_embedding(x, num_channels: int, max_positions: int = 10000, endpo
   return jnp.concatenate([jnp.cos(x), jnp.sin(x)], axis=1)
 
 
-def _downsample(x):
-  """EDM Conv2d ``down=True`` with resample_filter [1,1]: 2x2 box filter, stride 2."""
-  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+def _resample_kernel(resample_filter, channels: int, dtype):
+  """EDM Conv2d's depthwise resampling filter f f^T / sum(f)^2, as an HWIO kernel [k, k, 1, C]."""
+  f = np.asarray(resample_filter, np.float32)
+  f = np.outer(f, f) / f.sum() ** 2
+  return jnp.asarray(np.tile(f[:, :, None, None], (1, 1, 1, channels)), dtype)
 
 
-def _upsample(x):
-  """EDM Conv2d ``up=True`` with resample_filter [1,1]: transposed 2x2 box = nearest neighbour."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+def downsample(x, resample_filter=(1, 1), padding=None):
+  """EDM Conv2d ``down=True``: depthwise conv with the filter, stride 2, padding (k - 1) // 2
+  (``padding`` overrides it). [1, 1] is the 2x2 box filter: average pooling."""
+  k = len(resample_filter)
+  pad = (k - 1) // 2 if padding is None else padding
+  if tuple(resample_filter) == (1, 1) and pad == 0:
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+  return jax.lax.conv_general_dilated(
+      x, _resample_kernel(resample_filter, x.shape[-1], x.dtype), (2, 2), ((pad, pad), (pad, pad)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=x.shape[-1])
 
 
-def _group_norm(channels: int, dtype, name: str) -> nn.GroupNorm:
+def upsample(x, resample_filter=(1, 1)):
+  """EDM Conv2d ``up=True``: transposed depthwise conv with 4 f f^T / sum(f)^2, stride 2, padding
+  (k - 1) // 2. [1, 1] is nearest-neighbour upsampling."""
+  k = len(resample_filter)
+  if tuple(resample_filter) == (1, 1):
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  pad = k - 1 - (k - 1) // 2  # a transposed conv's padding p is k - 1 - p on the dilated input
+  return jax.lax.conv_general_dilated(
+      x, 4 * _resample_kernel(resample_filter, x.shape[-1], x.dtype), (1, 1),
+      ((pad, pad), (pad, pad)), lhs_dilation=(2, 2), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=x.shape[-1])
+
+
+def group_norm(channels: int, dtype, name: str, eps: float = NORM_EPS) -> nn.GroupNorm:
   """EDM GroupNorm: min(32, C // 4) groups, eps 1e-6 in SongUNet; statistics in float32."""
-  return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=NORM_EPS, dtype=dtype,
+  return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=eps, dtype=dtype,
                       param_dtype=jnp.float32, name=name)
 
 
-def _conv(features: int, kernel: int, dtype, name: str, init=INIT) -> nn.Conv:
-  """EDM Conv2d without resampling: 'same' zero padding, zero bias."""
-  pad = kernel // 2
+def conv(features: int, kernel: int, dtype, name: str, init=INIT, pad=None) -> nn.Conv:
+  """EDM Conv2d without resampling: zero padding ``pad`` (default: 'same'), zero bias."""
+  pad = kernel // 2 if pad is None else pad
   return nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), kernel_init=init,
                  bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 class UNetBlock(nn.Module):
-  """EDM ``UNetBlock`` with DDPM++ settings (adaptive_scale=False, resample_proj=True, one head).
+  """EDM ``UNetBlock``; the defaults are SongUNet's (adaptive_scale=False, resample_proj=True,
+  skip_scale sqrt(1/2), eps 1e-6, one head), ADM sets the others (fastgen.networks.adm).
 
-  x <- (conv1(dropout(silu(norm1(conv0(silu(norm0(x))) + affine(emb))))) + skip(x)) sqrt(1/2),
-  then optionally x <- (proj(attention(qkv(norm2(x)))) + x) sqrt(1/2). conv0 and skip resample
-  (average-pool down / nearest up) before convolving.
+  x <- (conv1(dropout(silu(norm1'(conv0(silu(norm0(x))), emb)))) + skip(x)) skip_scale, where
+  norm1'(h, emb) = norm1(h + affine(emb)), or with ``adaptive_scale`` (scale, shift) =
+  affine(emb) and norm1'(h, emb) = shift + norm1(h) (scale + 1). Then, with ``num_heads > 0``,
+  x <- (proj(attention(qkv(norm2(x)))) + x) skip_scale. conv0 and skip resample (``up`` /
+  ``down``) before convolving; skip is a 1x1 conv if ``resample_proj`` or the channels change,
+  else the resampling alone.
   """
   out_channels: int
   up: bool = False
   down: bool = False
-  attention: bool = False
-  num_heads: int = 1
+  num_heads: int = 0
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  resample_filter: tuple = (1, 1)
+  adaptive_scale: bool = False
+  resample_proj: bool = True
+  skip_scale: float = SKIP_SCALE
+  eps: float = NORM_EPS
+  kernel_init: Any = INIT
+  zero_init: Any = INIT_ZERO
+  attn_init: Any = INIT_ATTN
 
   @nn.compact
   def __call__(self, x, emb, train: bool):
     in_channels = x.shape[-1]
-    resample = _upsample if self.up else _downsample if self.down else (lambda h: h)
+    if self.up:
+      resample = lambda h: upsample(h, self.resample_filter)
+    elif self.down:
+      resample = lambda h: downsample(h, self.resample_filter)
+    else:
+      resample = lambda h: h
+    norm = lambda channels, name: group_norm(channels, self.dtype, name, self.eps)
     orig = x
-    x = nn.silu(_group_norm(in_channels, self.dtype, 'norm0')(x))
-    x = _conv(self.out_channels, 3, self.dtype, 'conv0')(resample(x))
-    shift = nn.Dense(self.out_channels, kernel_init=INIT, bias_init=nn.initializers.zeros,
-                     dtype=self.dtype, param_dtype=jnp.float32, name='affine')(emb)
-    x = nn.silu(_group_norm(self.out_channels, self.dtype, 'norm1')(x + shift[:, None, None, :]))
+    x = nn.silu(norm(in_channels, 'norm0')(x))
+    x = conv(self.out_channels, 3, self.dtype, 'conv0', self.kernel_init)(resample(x))
+    affine = nn.Dense(self.out_channels * (2 if self.adaptive_scale else 1),
+                      kernel_init=self.kernel_init,
+                      bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
+                      name='affine')(emb)[:, None, None, :]
+    if self.adaptive_scale:
+      scale, shift = jnp.split(affine, 2, axis=-1)
+      x = nn.silu(shift + norm(self.out_channels, 'norm1')(x) * (scale + 1))
+    else:
+      x = nn.silu(norm(self.out_channels, 'norm1')(x + affine))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    x = _conv(self.out_channels, 3, self.dtype, 'conv1', INIT_ZERO)(x)
+    x = conv(self.out_channels, 3, self.dtype, 'conv1', self.zero_init)(x)
     if self.out_channels != in_channels or self.up or self.down:
-      orig = _conv(self.out_channels, 1, self.dtype, 'skip')(resample(orig))
-    x = (x + orig) * SKIP_SCALE
+      orig = resample(orig)
+      if self.resample_proj or self.out_channels != in_channels:
+        orig = conv(self.out_channels, 1, self.dtype, 'skip', self.kernel_init)(orig)
+    x = (x + orig) * self.skip_scale
 
-    if self.attention:
+    if self.num_heads:
       b, h, w, c = x.shape
-      qkv = _conv(3 * c, 1, self.dtype, 'qkv', INIT_ATTN)(
-          _group_norm(c, self.dtype, 'norm2')(x))
+      qkv = conv(3 * c, 1, self.dtype, 'qkv', self.attn_init)(norm(c, 'norm2')(x))
       # EDM's channel layout: [heads, c / heads, (q, k, v)].
       qkv = qkv.reshape(b, h * w, self.num_heads, c // self.num_heads, 3)
       q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
       logits = jnp.einsum('bqnc,bknc->bnqk', q.astype(jnp.float32), k.astype(jnp.float32))
       weights = jax.nn.softmax(logits / np.sqrt(c // self.num_heads), axis=-1).astype(v.dtype)
       a = jnp.einsum('bnqk,bknc->bqnc', weights, v).reshape(b, h, w, c)
-      x = (_conv(c, 1, self.dtype, 'proj', INIT_ZERO)(a) + x) * SKIP_SCALE
+      x = (conv(c, 1, self.dtype, 'proj', self.zero_init)(a) + x) * self.skip_scale
     return x
 
 
-class SongUNet(nn.Module):
-  """DDPM++ U-Net F(x, noise_cond, labels) (Song et al. 2021; EDM ``SongUNet``, Karras et al. 2022).
+class FourierEmbedding(nn.Module):
+  """NCSN++ noise embedding [cos(2 pi f_i x), sin(2 pi f_i x)] with fixed random f_i ~ N(0, 16^2)
+  (EDM ``FourierEmbedding``; Tancik et al. 2020). The frequencies are a parameter that receives
+  no gradient, as EDM's buffer."""
+  num_channels: int
+  scale: float = 16.0
 
-  Mapping: emb = silu(map_layer1(silu(map_layer0([sin, cos](noise_cond) + map_label(y))))), with
-  y = sqrt(K) one_hot(labels, K) (the null label K gives y = 0). Encoder per level: a 3x3 conv
-  (first level) or a down-sampling block, then ``num_blocks`` blocks; every output is a skip.
-  Decoder per level, coarsest first: two blocks (``in0`` with attention, ``in1``) or an up-sampling
-  block, then ``num_blocks + 1`` blocks each fed [x, skip]; the finest level ends in aux_norm ->
-  silu -> aux_conv. Attention at ``attn_resolutions``. Labels are ignored when ``num_classes=0``.
-  Returns float32 of x's shape with ``out_channels``.
+  @nn.compact
+  def __call__(self, x):
+    freqs = self.param('freqs', lambda key, shape: self.scale * jax.random.normal(key, shape),
+                       (self.num_channels // 2,))
+    x = jnp.outer(x.astype(jnp.float32), 2 * np.pi * jax.lax.stop_gradient(freqs))
+    return jnp.concatenate([jnp.cos(x), jnp.sin(x)], axis=1)
+
+
+class SongUNet(nn.Module):
+  """DDPM++ / NCSN++ U-Net F(x, noise_cond, labels) (Song et al. 2021; EDM ``SongUNet``, Karras et
+  al. 2022).
+
+  Mapping: emb = silu(map_layer1(silu(map_layer0(swap(e(noise_cond)) + map_label(y))))), with e
+  the positional (DDPM++) or Fourier (NCSN++) embedding of ``model_channels * channel_mult_noise``
+  channels, swap its [cos, sin] halves to [sin, cos], and y = sqrt(K) one_hot(labels, K) (the null
+  label K gives y = 0). Encoder per level: a 3x3 conv (first level) or a down-sampling block
+  (with ``encoder_type='residual'``, NCSN++, followed by x <- aux <- (x + aux_residual(aux)) /
+  sqrt(2), aux_residual a 3x3 conv fused with down-sampling, aux starting as the input image),
+  then ``num_blocks`` blocks; every output is a skip. Decoder per level, coarsest first: two blocks
+  (``in0`` with attention, ``in1``) or an up-sampling block, then ``num_blocks + 1`` blocks each
+  fed [x, skip]; the finest level ends in aux_norm -> silu -> aux_conv. Attention at
+  ``attn_resolutions``; resampling with ``resample_filter`` ([1, 1] DDPM++, [1, 3, 3, 1] NCSN++).
+  Labels are ignored when ``num_classes=0``. Returns float32 of x's shape with ``out_channels``.
   """
   img_resolution: int
   in_channels: int
@@ -142,6 +212,10 @@ class SongUNet(nn.Module):
   attn_resolutions: tuple = (16,)
   dropout: float = 0.10
   num_classes: int = 0
+  embedding_type: str = 'positional'  # 'positional' (DDPM++) | 'fourier' (NCSN++)
+  channel_mult_noise: int = 1         # noise embedding / model_channels: 1 DDPM++, 2 NCSN++
+  encoder_type: str = 'standard'      # 'standard' (DDPM++) | 'residual' (NCSN++)
+  resample_filter: tuple = (1, 1)     # (1, 1) DDPM++, (1, 3, 3, 1) NCSN++
   dtype: Any = jnp.float32
   remat: bool = False  # recompute each block's activations in the backward pass (less memory)
 
@@ -151,35 +225,50 @@ class SongUNet(nn.Module):
     if x.shape[1:] != expected:
       raise ValueError(f'SongUNet expects NHWC images of shape [B, {", ".join(map(str, expected))}]'
                        f', got {x.shape}')
+    if self.embedding_type not in ('positional', 'fourier'):
+      raise ValueError(f'SongUNet embedding_type must be positional or fourier, '
+                       f'got {self.embedding_type!r}')
+    if self.encoder_type not in ('standard', 'residual'):
+      raise ValueError(f'SongUNet encoder_type must be standard or residual, '
+                       f'got {self.encoder_type!r}')
     emb_channels = self.model_channels * self.channel_mult_emb
+    noise_channels = self.model_channels * self.channel_mult_noise
     out_channels = self.out_channels or self.in_channels
     dense = lambda features, name: nn.Dense(
         features, kernel_init=INIT, bias_init=nn.initializers.zeros, dtype=self.dtype,
         param_dtype=jnp.float32, name=name)
     block_cls = nn.remat(UNetBlock, static_argnums=(3,)) if self.remat else UNetBlock  # train
-    block = lambda out_channels, name, **kw: block_cls(
-        out_channels, dropout=self.dropout, dtype=self.dtype, name=name, **kw)
+    block = lambda out_channels, name, attention=False, **kw: block_cls(
+        out_channels, num_heads=int(attention), dropout=self.dropout, dtype=self.dtype,
+        resample_filter=tuple(self.resample_filter), name=name, **kw)
 
-    # Mapping. EDM swaps the halves of its positional embedding to [sin, cos].
-    emb = positional_embedding(noise_cond, self.model_channels, endpoint=True)
+    # Mapping. EDM swaps the halves of its noise embedding to [sin, cos].
+    if self.embedding_type == 'positional':
+      emb = positional_embedding(noise_cond, noise_channels, endpoint=True)
+    else:
+      emb = FourierEmbedding(noise_channels, name='map_noise')(noise_cond)
     emb = jnp.concatenate(jnp.split(emb, 2, axis=1)[::-1], axis=1)
     if self.num_classes:
       if labels is None:
         labels = jnp.full(x.shape[:1], self.num_classes, jnp.int32)
       onehot = jax.nn.one_hot(labels, self.num_classes) * np.sqrt(self.num_classes)
-      emb = emb + nn.Dense(self.model_channels, use_bias=False, kernel_init=INIT, dtype=self.dtype,
+      emb = emb + nn.Dense(noise_channels, use_bias=False, kernel_init=INIT, dtype=self.dtype,
                            param_dtype=jnp.float32, name='map_label')(onehot)
     emb = nn.silu(dense(emb_channels, 'map_layer0')(emb))
     emb = nn.silu(dense(emb_channels, 'map_layer1')(emb))
 
     # Encoder.
-    skips = []
+    skips, aux = [], x
     for level, mult in enumerate(self.channel_mult):
       res = self.img_resolution >> level
       if level == 0:
-        x = _conv(self.model_channels, 3, self.dtype, f'enc_{res}x{res}_conv')(x)
+        x = conv(self.model_channels, 3, self.dtype, f'enc_{res}x{res}_conv')(x)
       else:
         x = block(x.shape[-1], f'enc_{res}x{res}_down', down=True)(x, emb, train)
+        if self.encoder_type == 'residual':  # EDM Conv2d(kernel=3, down, fused_resample=True)
+          pad = 1 + (len(self.resample_filter) - 1) // 2
+          aux = conv(x.shape[-1], 3, self.dtype, f'enc_{res}x{res}_aux_residual', pad=pad)(aux)
+          x = aux = (x + downsample(aux, self.resample_filter, padding=0)) / np.sqrt(2)
       skips.append(x)
       for idx in range(self.num_blocks):
         x = block(self.model_channels * mult, f'enc_{res}x{res}_block{idx}',
@@ -198,8 +287,8 @@ class SongUNet(nn.Module):
         x = jnp.concatenate([x, skips.pop()], axis=-1)
         x = block(self.model_channels * mult, f'dec_{res}x{res}_block{idx}',
                   attention=idx == self.num_blocks and res in self.attn_resolutions)(x, emb, train)
-    x = nn.silu(_group_norm(x.shape[-1], self.dtype, f'dec_{self.img_resolution}x'
+    x = nn.silu(group_norm(x.shape[-1], self.dtype, f'dec_{self.img_resolution}x'
                             f'{self.img_resolution}_aux_norm')(x))
-    x = _conv(out_channels, 3, self.dtype,
+    x = conv(out_channels, 3, self.dtype,
               f'dec_{self.img_resolution}x{self.img_resolution}_aux_conv', INIT_ZERO)(x)
     return x.astype(jnp.float32)

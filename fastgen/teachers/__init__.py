@@ -5,7 +5,9 @@
 * ``'analytic'``: a closed-form Gaussian mixture (:mod:`fastgen.teachers.analytic`); ``mixture``
   is ``'gmm2d'`` (the exact distribution of the gmm2d data set) or ``'digits'`` (a mixture fitted
   to the digits training images, ``components_per_class`` per class, class-conditional).
-* ``'checkpoint'``: the EMA denoiser of a fastgen teacher-training run in ``workdir``.
+* ``'checkpoint'``: the EMA denoiser of a fastgen teacher-training run in ``workdir``, or of an
+  EDM checkpoint converted into one by ``python -m fastgen.teachers.edm_import``
+  (docs/edm_import.md).
 """
 
 import json
