@@ -25,24 +25,32 @@ from absl import logging
 
 from fastgen import diffusion, samplers, sharding
 
-ODE_METHODS = ('heun', 'euler')
+ODE_METHODS = ('heun', 'euler', 'flow_euler')
 META_FILE = 'meta.json'
+FLOW_T_MAX = 1.0 - 1e-5  # where flow-time solvers start: x = FLOW_T_MAX z at t = FLOW_T_MAX
 
 
 def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
                       method: str = 'heun', sigma_min: float = 0.002, sigma_max: float = 80.0,
                       rho: float = 7.0):
-  """x0 = Phi(z): the teacher's probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma
-  (Karras et al. 2022, Eq. 3) solved from x = sigma_max z down to sigma = 0 on the Karras grid
-  (Eq. 5) with ``method`` 'heun' (Algorithm 1, 2 num_steps - 1 evaluations) or 'euler'.
+  """x0 = Phi(z): the teacher's deterministic ODE solved from standard-normal ``noise`` z.
 
-  ``noise`` z is standard normal: the t = 1 end of rectified-flow time, x_t = x / (1 + sigma)
-  -> z as sigma -> inf (:mod:`fastgen.diffusion`), truncated at sigma_max as in EDM. Labels reach
-  the teacher only if it is class-conditional. Pure and jit-able.
+  'heun' / 'euler': the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma (Karras et al.
+  2022, Eq. 3) from x = sigma_max z down to sigma = 0 on the Karras grid (Eq. 5), Heun (Algorithm
+  1, 2 num_steps - 1 evaluations) or Euler; z is the t = 1 end of rectified-flow time, since
+  x_t = x / (1 + sigma) -> z as sigma -> inf (:mod:`fastgen.diffusion`), truncated at sigma_max as
+  in EDM. 'flow_euler': Euler on the flow ODE dx_t/dt = v(x_t, t) (Liu et al. 2022, Eq. 1) on a
+  uniform grid from x = T z at t = T = ``FLOW_T_MAX`` to 0, for (nearly) straight teachers such
+  as a 2-rectified flow. Labels reach the teacher only if it is class-conditional. Pure and
+  jit-able.
   """
   if method not in ODE_METHODS:
     raise ValueError(f'unknown coupling ODE method {method!r}; known: {", ".join(ODE_METHODS)}')
   labels = labels if getattr(teacher, 'num_classes', 0) else None
+  if method == 'flow_euler':
+    velocity_fn = lambda x_t, t: teacher.velocity(teacher_params, x_t, t, labels)
+    return samplers.flow_euler_sampler(velocity_fn, FLOW_T_MAX * noise,
+                                       jnp.linspace(FLOW_T_MAX, 0.0, num_steps + 1))
   denoise = samplers.denoise_closure(teacher, teacher_params, labels)
   sigmas = diffusion.karras_sigmas(num_steps, sigma_min, sigma_max, rho)
   return samplers.SAMPLERS[method](denoise, noise, sigmas)
