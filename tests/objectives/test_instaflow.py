@@ -1,12 +1,14 @@
 """InstaFlow: the one-step loss vanishes when one Euler step lands on the coupling's endpoint, and a
 reflow run's workdir is a teacher whose weights the InstaFlow student starts from."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
 
 from configs import instaflow_digits, instaflow_gmm2d, reflow_digits, reflow_gmm2d
-from fastgen import teachers, train
+from fastgen import checkpoint, couplings, teachers, train
 from fastgen.objectives import instaflow
 from tests.objectives import image_configs
 from tests.objectives import rectified_flow_toys as toys
@@ -32,23 +34,36 @@ def _tiny(config, tmp_path, name):
   config.data.update(batch_size=64, num_pairs=512, shard_size=256, ode_steps=4,
                      directory=str(tmp_path / name / 'couplings'))
   config.network.update(hidden=16, depth=1, emb_dim=16)
-  config.train.update(num_steps=20, log_every=10, checkpoint_every=20, sample_every=0)
-  config.eval.every = 0
   return config
 
 
 def test_a_reflow_workdir_is_the_teacher_of_an_instaflow_run(tmp_path):
-  reflow_state = train.train_and_evaluate(_tiny(reflow_gmm2d.get_config(), tmp_path, 'reflow'),
-                                          str(tmp_path / 'reflow'))
+  # A reflow workdir as the trainer leaves it: config.json and a checkpoint of the state
+  # (initialised, not trained: this test is about loading, and training compiles slowly).
+  reflow_config = _tiny(reflow_gmm2d.get_config(), tmp_path, 'reflow')
+  reflow_config.data = reflow_config.data.source  # no couplings needed to initialise
+  reflow_config.objective.couplings = 'online'
+  reflow_dir = str(tmp_path / 'reflow')
+  reflow_experiment = train.Experiment(reflow_config, reflow_dir)
+  reflow_state = reflow_experiment.initial_state()
+  reflow_state['ema']['student'] = jax.tree.map(lambda p: p + 0.5, reflow_state['ema']['student'])
+  os.makedirs(reflow_dir)
+  train._save_config(reflow_config, reflow_dir)  # pylint: disable=protected-access
+  checkpointer = checkpoint.Checkpointer(reflow_dir)
+  checkpointer.save(1, reflow_state, {'step': 1})
+  checkpointer.close()
+
   config = _tiny(instaflow_gmm2d.get_config(), tmp_path, 'instaflow')
-  config.teacher.workdir = str(tmp_path / 'reflow')
+  config.teacher.workdir = reflow_dir
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   assert teacher.parameterization == 'flow'
   jax.tree.map(np.testing.assert_array_equal, teacher_params, reflow_state['ema']['student'])
-  experiment = train.Experiment(config, str(tmp_path / 'instaflow'))
+  experiment = train.Experiment(config, str(tmp_path / 'instaflow'))  # solves the 2-RF's ODE
   initial = experiment.initial_state()['params']['student']
   jax.tree.map(np.testing.assert_array_equal, initial, teacher_params)
-  train.train_and_evaluate(config, str(tmp_path / 'instaflow'))  # couplings of the 2-RF: runs
+  batch = next(experiment.data)
+  np.testing.assert_allclose(batch['x'], couplings.solve_teacher_ode(
+      teacher, teacher_params, batch['noise'], None, 4, method='flow_euler'), rtol=1e-3)
 
 
 def test_image_configs_start_from_their_reflow_teacher():

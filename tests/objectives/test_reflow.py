@@ -70,11 +70,11 @@ def test_dataset_couplings_need_the_couplings_data_set():
 
 def _short_config(tmp_path):
   config = reflow_gmm2d.get_config()
-  config.data.update(batch_size=256, num_pairs=8192, shard_size=4096, ode_steps=32,
+  config.data.update(batch_size=256, num_pairs=4096, shard_size=4096, ode_steps=32,
                      directory=str(tmp_path / 'couplings'))
   config.network.update(hidden=64, depth=2)
-  config.train.update(num_steps=500, log_every=100, checkpoint_every=500, sample_every=0,
-                      ema_decay=0.99)
+  config.train.update(num_steps=300, log_every=100, checkpoint_every=300, sample_every=0,
+                      ema_decay=0.98)
   config.eval.update(every=0, num_samples=4000, batch_size=4000, steps=(1,), teacher_steps=0,
                      straightness_steps=32, straightness_samples=2000)
   return config
