@@ -9,8 +9,8 @@ nearly a straight map. The student, initialised from the teacher, takes one Eule
   x0_hat = G_theta(z) = T z - T v_theta(T z, T),   T = T_MAX ~ 1,
 
 and is regressed onto the pair's endpoint: min_theta E_z [ m(G_theta(z), x0) ], with the premetric
-m of :func:`fastgen.objectives.reflow.premetric` (the paper uses LPIPS, which fastgen does not
-ship; pseudo-Huber is the default). The one-step loss is zero exactly when G_theta = Phi_teacher
+m of :func:`fastgen.objectives.reflow.endpoint_loss`: the paper's LPIPS ('lpips', weights read
+from ``lpips_weights``), 'lpips_huber', 'l2' or the default 'pseudo_huber'. The one-step loss is zero exactly when G_theta = Phi_teacher
 on the coupling. Sampling: 1 step is G; k > 1 Euler steps of v_theta (an extension: the student is
 trained at t = T only, so later steps rely on what it kept of the teacher).
 """
@@ -38,6 +38,8 @@ class InstaFlow:
   denoiser: Denoiser
   teacher: Any
   premetric: str = 'pseudo_huber'
+  lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
+  lpips_resolution: int = 224
   couplings: str = 'dataset'
   ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
   init_from_teacher: bool = True
@@ -49,7 +51,8 @@ class InstaFlow:
   def init(self, rng, batch, teacher_params):
     labels = batch['label'] if self.denoiser.num_classes else None
     return {'student': consistency.init_student(self.denoiser.init, rng, batch['x'], labels,
-                                                teacher_params, self.init_from_teacher)}
+                                                teacher_params, self.init_from_teacher),
+            **reflow.init_lpips(self)}
 
   def velocity(self, params, x_t, t, labels=None):
     return self.denoiser.velocity(params['student'], x_t, t,
@@ -61,7 +64,8 @@ class InstaFlow:
     noise, x0, labels = reflow.coupling_batch(self, teacher_params, batch, key_pair)
     x0_hat = one_step(lambda x, t: self.denoiser.velocity(
         params['student'], x, t, labels, train=True, rng=key_dropout), noise)
-    loss = jnp.mean(reflow.premetric(x0_hat, x0, self.premetric))
+    loss = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0,
+                                         self.lpips_resolution))
     return loss, {'loss': loss}
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):

@@ -17,8 +17,10 @@ Options (2-RF++ in brackets, this module's defaults):
   ['u_shaped'] p_t(t) ∝ exp(a t) + exp(a (1 - t)), a = 4 (Lee et al. 2024, §4.1), which puts
   training where the 2-RF's error is largest, near t = 0 and t = 1.
 * ``premetric`` m: 'l2' (mean squared error, 2-RF), ['pseudo_huber'] (Lee et al. 2024, §4.2; the
-  official code's ``huber``). 2-RF++'s LPIPS(-Huber) needs VGG weights that fastgen does not
-  ship; it is not implemented.
+  official code's ``huber``), 'lpips' on the predicted endpoint x0_hat = x_t - t v_theta, or
+  2-RF++'s 'lpips_huber' (1 - t) pseudo_huber(v_theta, z - x0) + LPIPS(x0_hat, x0) (§4.2,
+  official ``lpips-huber``). LPIPS reads VGG-16 weights from ``lpips_weights``
+  (:mod:`fastgen.networks.lpips`; fastgen ships none), kept as the frozen params entry 'lpips'.
 * Initialisation from the teacher when it is a network of the student's architecture
   (Lee et al. 2024, §4.3; ``init_from_teacher``), e.g. the digits EDM denoiser, whose velocity
   v = (x_t - D(x_t / (1 - t), t / (1 - t))) / t is the flow-language view of the same network.
@@ -37,10 +39,12 @@ import jax.numpy as jnp
 
 from fastgen import couplings, diffusion, samplers
 from fastgen.denoiser import Denoiser
+from fastgen.networks import lpips
 from fastgen.objectives import consistency
 
 TIME_DISTRIBUTIONS = ('uniform', 'logit_normal', 'u_shaped')
-PREMETRICS = ('l2', 'pseudo_huber')
+PREMETRICS = ('l2', 'pseudo_huber', 'lpips', 'lpips_huber')
+PERCEPTUAL = ('lpips', 'lpips_huber')
 COUPLINGS = ('dataset', 'online')
 T_MIN, T_MAX = 1e-5, couplings.FLOW_T_MAX
 
@@ -75,7 +79,37 @@ def premetric(prediction, target, name: str):
   if name == 'pseudo_huber':
     c = 0.00054 * dim
     return (jnp.sqrt(squared + c**2) - c) / dim
-  raise ValueError(f'unknown objective.premetric {name!r}; known: {", ".join(PREMETRICS)}')
+  raise ValueError(f'premetric {name!r} compares arrays; known: l2, pseudo_huber')
+
+
+def endpoint_loss(name: str, params, x0_hat, x0, resolution: int = 224):
+  """Per-example m(x0_hat, x0) of predicted and target endpoints: 'l2' and 'pseudo_huber' as
+  :func:`premetric`, 'lpips' LPIPS(x0_hat, x0), 'lpips_huber' their sum with pseudo-Huber;
+  ``params['lpips']`` holds the LPIPS weights."""
+  if name not in PERCEPTUAL:
+    return premetric(x0_hat, x0, name)
+  perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution)
+  return perceptual + (premetric(x0_hat, x0, 'pseudo_huber') if name == 'lpips_huber' else 0.0)
+
+
+def velocity_loss(name: str, params, v, noise, x0, t, resolution: int = 224):
+  """Per-example reflow loss of v_theta(x_t, t) against z - x0: m(v, z - x0) for 'l2' and
+  'pseudo_huber'; LPIPS(x_t - t v, x0) for 'lpips'; and rfpp's 'lpips_huber'
+  (1 - t) pseudo_huber(v, z - x0) + LPIPS(x_t - t v, x0) (Lee et al. 2024, §4.2)."""
+  if name not in PERCEPTUAL:
+    return premetric(v, noise - x0, name)
+  x0_hat = interpolate(x0, noise, t) - diffusion.expand_like(t, v) * v
+  perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution)
+  if name == 'lpips':
+    return perceptual
+  return (1.0 - t) * premetric(v, noise - x0, 'pseudo_huber') + perceptual
+
+
+def init_lpips(objective) -> dict:
+  """``{'lpips': weights}`` (a frozen params entry) when the premetric is perceptual, else {}."""
+  if objective.premetric not in PERCEPTUAL:
+    return {}
+  return {'lpips': jax.tree.map(jnp.asarray, lpips.load_weights(objective.lpips_weights))}
 
 
 def interpolate(x0, noise, t):
@@ -97,8 +131,12 @@ def check_options(objective):
   for name, known in choices.items():
     value = getattr(objective, name, known[0])
     if value not in known:
-      hint = ' (LPIPS needs VGG weights that fastgen does not ship)' if name == 'premetric' else ''
-      raise ValueError(f'unknown objective.{name} {value!r}; known: {", ".join(known)}{hint}')
+      raise ValueError(f'unknown objective.{name} {value!r}; known: {", ".join(known)}')
+  if getattr(objective, 'premetric', '') in PERCEPTUAL and not objective.lpips_weights:
+    raise ValueError(f'objective.premetric={objective.premetric!r} needs '
+                     f'objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> (see '
+                     f'fastgen/networks/lpips.py; fastgen downloads nothing), or use '
+                     f'premetric "pseudo_huber"')
 
 
 def coupling_batch(objective, teacher_params, batch, rng):
@@ -128,6 +166,8 @@ class Reflow:
   time_distribution: str = 'u_shaped'
   u_shape_a: float = 4.0
   premetric: str = 'pseudo_huber'
+  lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
+  lpips_resolution: int = 224
   couplings: str = 'dataset'
   ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
   init_from_teacher: bool = True
@@ -139,7 +179,8 @@ class Reflow:
   def init(self, rng, batch, teacher_params):
     labels = batch['label'] if self.denoiser.num_classes else None
     return {'student': consistency.init_student(self.denoiser.init, rng, batch['x'], labels,
-                                                teacher_params, self.init_from_teacher)}
+                                                teacher_params, self.init_from_teacher),
+            **init_lpips(self)}
 
   def velocity(self, params, x_t, t, labels=None):
     """The student's velocity v_theta(x_t, t) (straightness evaluation)."""
@@ -153,7 +194,8 @@ class Reflow:
     t = sample_time(key_t, x0.shape[:1], self.time_distribution, self.u_shape_a)
     v = self.denoiser.velocity(params['student'], interpolate(x0, noise, t), t, labels,
                                train=True, rng=key_dropout)
-    loss = jnp.mean(premetric(v, noise - x0, self.premetric))
+    loss = jnp.mean(velocity_loss(self.premetric, params, v, noise, x0, t,
+                                  self.lpips_resolution))
     return loss, {'loss': loss}
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):

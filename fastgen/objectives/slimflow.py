@@ -27,7 +27,8 @@ start from the teacher's weights. One run holds both stages, switched by the ste
    s ~ U(s_lo, s_hi) on the student's own straight path (official ``teacher_loss_new``, s in
    [0.2, 0.8]): a student whose path the 2-flow agrees with has L's second term at zero.
 
-The stage and the 2-flow are frozen params entries, so they are checkpointed and a resumed run
+The premetric m is :mod:`fastgen.objectives.reflow`'s (the official code's default 'l2'; LPIPS
+from ``lpips_weights``). The stage and the 2-flow are frozen params entries, so they are checkpointed and a resumed run
 continues in the right stage. Sampling: Euler steps of the student's velocity (1 step = G).
 """
 
@@ -73,6 +74,8 @@ class SlimFlow:
   time_distribution: str = 'uniform'
   u_shape_a: float = 4.0
   premetric: str = 'l2'
+  lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
+  lpips_resolution: int = 224
   couplings: str = 'dataset'
   ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
   two_flow_steps: int = 8       # stage 2: Euler steps of the 2-flow for the distillation pairs
@@ -102,7 +105,7 @@ class SlimFlow:
                                        self._labels(batch['label']), teacher_params,
                                        self.init_from_teacher)
     return {'student': student, 'two_flow': jax.tree.map(jnp.copy, student),
-            'stage': jnp.zeros((), jnp.int32)}
+            'stage': jnp.zeros((), jnp.int32), **reflow.init_lpips(self)}
 
   def refresh(self, params, ema_params, step):
     """At step ``reflow_steps``: two_flow <- EMA of the student, stage <- 1."""
@@ -122,7 +125,8 @@ class SlimFlow:
     t = reflow.sample_time(key_t, x0.shape[:1], self.time_distribution, self.u_shape_a)
     v = self.denoiser.velocity(params['student'], reflow.interpolate(x0, noise, t), t, labels,
                                train=True, rng=key_dropout)
-    loss = jnp.mean(reflow.premetric(v, noise - x0, self.premetric))
+    loss = jnp.mean(reflow.velocity_loss(self.premetric, params, v, noise, x0, t,
+                                         self.lpips_resolution))
     return loss, {'reflow_loss': loss, 'distill_loss': jnp.zeros(()),
                   'guidance_loss': jnp.zeros(()), 'beta': beta}
 
@@ -145,8 +149,10 @@ class SlimFlow:
       x0_guide = x0_guide - diffusion.expand_like(s / self.guidance_steps, x_s) * two_flow(
           x0_guide, t)
     x0_guide = jax.lax.stop_gradient(x0_guide)
-    distill = jnp.mean(reflow.premetric(x0_hat, x0_two_flow, self.premetric))
-    guidance = jnp.mean(reflow.premetric(x0_hat, x0_guide, self.premetric))
+    distill = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0_two_flow,
+                                            self.lpips_resolution))
+    guidance = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0_guide,
+                                             self.lpips_resolution))
     loss = distill + self.guidance_weight * guidance
     return loss, {'reflow_loss': jnp.zeros(()), 'distill_loss': distill,
                   'guidance_loss': guidance, 'beta': jnp.zeros(())}

@@ -48,7 +48,8 @@ def test_pseudo_huber_premetric():
 
 
 @pytest.mark.parametrize('option, value, message', [
-    ('premetric', 'lpips', 'objective.premetric .*LPIPS'),
+    ('premetric', 'lpips_alex', 'objective.premetric'),
+    ('premetric', 'lpips_huber', 'objective.lpips_weights'),
     ('time_distribution', 'beta', 'objective.time_distribution'),
     ('couplings', 'cached', 'objective.couplings'),
 ])
