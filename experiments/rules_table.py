@@ -106,7 +106,8 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
   config.train.sample_every = 0
   config.eval.update(every=0, steps=tuple(ks))
   if num_steps:
-    rounds = -(-config.train.num_steps // config.objective.get('steps_per_round', 1))
+    original_steps = config.train.num_steps
+    rounds = -(-original_steps // config.objective.get('steps_per_round', 1))
     config.train.num_steps = num_steps
     # An EMA whose horizon is at most a tenth of the shortened run.
     config.train.ema_decay = min(config.train.ema_decay, 1.0 - 10.0 / num_steps)
@@ -114,6 +115,10 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
       config.objective.total_steps = num_steps
     if 'steps_per_round' in config.objective:  # progressive distillation: same number of rounds
       config.objective.steps_per_round = max(num_steps // rounds, 1)
+    if 'reflow_steps' in config.objective:  # SlimFlow: both stages and the annealing shrink alike
+      scale = num_steps / original_steps
+      config.objective.reflow_steps = int(config.objective.reflow_steps * scale)
+      config.objective.annealing_steps = max(int(config.objective.annealing_steps * scale), 1)
   progressive = 'steps_per_round' in config.objective
   if progressive:
     config.eval.every = config.objective.steps_per_round
@@ -146,14 +151,17 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
 
 
 def table(rows, metric: str, ks) -> str:
-  """The markdown table (and, for gmm2d, the noise floor and 1-step SWD line)."""
-  teacher = next((r[f'eval/{metric}_teacher'] for r in rows if f'eval/{metric}_teacher' in r),
-                 float('nan'))
+  """The markdown table (and, for gmm2d, the noise floor and 1-step SWD line); each row beside its
+  own teacher (InstaFlow's is the 2-rectified flow; teacher-free iCT beside the data's teacher),
+  straightness where measured."""
+  data_teacher = next((r[f'eval/{metric}_teacher'] for r in rows
+                       if f'eval/{metric}_teacher' in r and 'teacher_run' not in r), float('nan'))
   lines = [f'| rule | {" | ".join(f"{metric.upper()} {k}-step" for k in ks)} | teacher 35 NFE '
            f'| steps | wall-clock | teacher evals | student params |',
            '| --- ' * (len(ks) + 6) + '|']
   for r in rows:
     values = ' | '.join(f'{r[f"eval/{metric}_{k}step"]:.4g}' for k in ks)
+    teacher = r.get(f'eval/{metric}_teacher', data_teacher)
     lines.append(f'| {r["rule"]} | {values} | {teacher:.4g} | {r["train_steps"]} | '
                  f'{r["train_seconds"]:.0f} s | {r["teacher_evals"]:.3g} | '
                  f'{r["student_params"]:,} |')
@@ -162,6 +170,11 @@ def table(rows, metric: str, ks) -> str:
                  f'SWD {rows[0]["eval/swd_floor"]:.2g}; SWD 1-step: ' +
                  ', '.join(f'{r["rule"]} {r["eval/swd_1step"]:.3g}' for r in rows) +
                  f', teacher {rows[0].get("eval/swd_teacher", np.nan):.3g}')
+  straight = [r for r in rows if 'eval/straightness' in r]
+  if straight:
+    lines.append('straightness (student / its teacher): ' + ', '.join(
+        f'{r["rule"]} {r["eval/straightness"]:.2g} / {r.get("eval/straightness_teacher", np.nan):.2g}'
+        for r in straight))
   return '\n'.join(lines)
 
 
