@@ -4,7 +4,6 @@ coupling set (sharded writing, resumption shard by shard, refusal of other setti
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ to the truth than one Euler step of the teacher."""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
