@@ -4,13 +4,18 @@
   python experiments/rules_table.py --data=digits --num_steps=1500  # ~75 min; runs/edm_digits
 
 For every rule it trains ``configs/<rule>_<data>.py`` (optionally shortened) in
-``runs/rules_table/<rule>_<data>``, then evaluates the EMA student at 1, 2 and 4 steps with the
-config's evaluator (gmm2d: exact Fréchet distance and sliced Wasserstein to the known mixture;
+``runs/rules_table/<rule>_<data>`` (``--runs_dir``), then evaluates the EMA student at 1, 2 and 4
+steps with the config's evaluator (gmm2d: exact Fréchet distance and sliced Wasserstein to the known mixture;
 digits: FID in the shipped digits-classifier features) and the teacher's Heun sampler at 18 steps
 (35 NFE). Teacher evaluations are counted by tracing one train step with a counting wrapper around
 the teacher (network calls per sample per step, times batch size and steps). Prints a markdown
 table and writes it as JSON next to this script (``results/rules_<data>.json``), after each rule;
 rows of rules not named by ``--rules`` are kept from an earlier run.
+
+Rectified-flow rules train on the teacher's ODE couplings (``data.name='couplings'``), solved at
+the start of the run (counted in its wall-clock and teacher evaluations); InstaFlow distils the
+2-rectified flow of the 'reflow' run (its ``teacher.workdir``), so run 'reflow' first. Their rows
+also hold ``eval/straightness`` of the student's ODE and ``eval/straightness_teacher``.
 
 Progressive distillation's k-step figures come from the in-loop evaluation at the end of the
 round whose student samples in k steps, as the paper reports them. A shortened run
@@ -35,7 +40,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fastgen import evaluate, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('sid', 'cd', 'ct', 'pd')
+RULES = ('sid', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')
+# Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow'.
+TEACHER_RULE = {'instaflow': 'reflow'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +73,15 @@ def teacher_calls_per_sample(experiment) -> int:
   return len(calls)
 
 
+def coupling_teacher_evals(config) -> int:
+  """Teacher network evaluations spent solving the ODE couplings of a ``couplings`` data set."""
+  if config.data.name != 'couplings':
+    return 0
+  steps = config.data.ode_steps
+  per_pair = 2 * steps - 1 if config.data.get('ode_method', 'heun') == 'heun' else steps
+  return config.data.num_pairs * per_pair
+
+
 def _round_end_metrics(workdir: str, objective, ks) -> dict:
   """Progressive distillation: each k-step figure from the in-loop evaluation at the end of the
   round whose student samples in k steps (the paper's reporting); the last round's k from the
@@ -85,12 +101,13 @@ def _round_end_metrics(workdir: str, objective, ks) -> dict:
   return metrics
 
 
-def run_rule(rule: str, data: str, num_steps: int | None, ks) -> dict:
+def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> dict:
   config = importlib.import_module(f'configs.{rule}_{data}').get_config()
   config.train.sample_every = 0
   config.eval.update(every=0, steps=tuple(ks))
   if num_steps:
-    rounds = -(-config.train.num_steps // config.objective.get('steps_per_round', 1))
+    original_steps = config.train.num_steps
+    rounds = -(-original_steps // config.objective.get('steps_per_round', 1))
     config.train.num_steps = num_steps
     # An EMA whose horizon is at most a tenth of the shortened run.
     config.train.ema_decay = min(config.train.ema_decay, 1.0 - 10.0 / num_steps)
@@ -98,15 +115,24 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks) -> dict:
       config.objective.total_steps = num_steps
     if 'steps_per_round' in config.objective:  # progressive distillation: same number of rounds
       config.objective.steps_per_round = max(num_steps // rounds, 1)
+    if 'reflow_steps' in config.objective:  # SlimFlow: both stages and the annealing shrink alike
+      scale = num_steps / original_steps
+      config.objective.reflow_steps = int(config.objective.reflow_steps * scale)
+      config.objective.annealing_steps = max(int(config.objective.annealing_steps * scale), 1)
   progressive = 'steps_per_round' in config.objective
   if progressive:
     config.eval.every = config.objective.steps_per_round
-  workdir = os.path.join(REPO, 'runs', 'rules_table', f'{rule}_{data}')
+  workdir = os.path.join(runs_dir, f'{rule}_{data}')
+  if rule in TEACHER_RULE:
+    config.teacher.workdir = os.path.join(runs_dir, f'{TEACHER_RULE[rule]}_{data}')
+    if not os.path.isdir(config.teacher.workdir):
+      raise FileNotFoundError(f'{rule} distils the {TEACHER_RULE[rule]} run '
+                              f'{config.teacher.workdir}: run --rules {TEACHER_RULE[rule]} first')
   shutil.rmtree(workdir, ignore_errors=True)
   start = time.time()
   state = train.train_and_evaluate(config, workdir)
   seconds = time.time() - start
-  experiment = train.Experiment(config)
+  experiment = train.Experiment(config, workdir)
   evaluator = evaluate.RunEvaluator(experiment)
   metrics = evaluator.evaluate(train.sampling_params(state))
   if progressive:
@@ -114,21 +140,28 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks) -> dict:
   trained = experiment.objective.groups
   params = sum(x.size for g in trained[:1] for x in jax.tree.leaves(state['params'][g]))
   calls = teacher_calls_per_sample(experiment)
-  return {'rule': rule, 'train_steps': config.train.num_steps, 'train_seconds': seconds,
-          'ema_decay': config.train.ema_decay,
-          'teacher_evals': calls * config.data.batch_size * config.train.num_steps,
-          'student_params': int(params), **metrics}
+  row = {'rule': rule, 'train_steps': config.train.num_steps, 'train_seconds': seconds,
+         'ema_decay': config.train.ema_decay,
+         'teacher_evals': (calls * config.data.batch_size * config.train.num_steps +
+                           coupling_teacher_evals(config)),
+         'student_params': int(params), **metrics}
+  if rule in TEACHER_RULE:
+    row['teacher_run'] = TEACHER_RULE[rule]
+  return row
 
 
 def table(rows, metric: str, ks) -> str:
-  """The markdown table (and, for gmm2d, the noise floor and 1-step SWD line)."""
-  teacher = next((r[f'eval/{metric}_teacher'] for r in rows if f'eval/{metric}_teacher' in r),
-                 float('nan'))
+  """The markdown table (and, for gmm2d, the noise floor and 1-step SWD line); each row beside its
+  own teacher (InstaFlow's is the 2-rectified flow; teacher-free iCT beside the data's teacher),
+  straightness where measured."""
+  data_teacher = next((r[f'eval/{metric}_teacher'] for r in rows
+                       if f'eval/{metric}_teacher' in r and 'teacher_run' not in r), float('nan'))
   lines = [f'| rule | {" | ".join(f"{metric.upper()} {k}-step" for k in ks)} | teacher 35 NFE '
            f'| steps | wall-clock | teacher evals | student params |',
            '| --- ' * (len(ks) + 6) + '|']
   for r in rows:
     values = ' | '.join(f'{r[f"eval/{metric}_{k}step"]:.4g}' for k in ks)
+    teacher = r.get(f'eval/{metric}_teacher', data_teacher)
     lines.append(f'| {r["rule"]} | {values} | {teacher:.4g} | {r["train_steps"]} | '
                  f'{r["train_seconds"]:.0f} s | {r["teacher_evals"]:.3g} | '
                  f'{r["student_params"]:,} |')
@@ -137,14 +170,22 @@ def table(rows, metric: str, ks) -> str:
                  f'SWD {rows[0]["eval/swd_floor"]:.2g}; SWD 1-step: ' +
                  ', '.join(f'{r["rule"]} {r["eval/swd_1step"]:.3g}' for r in rows) +
                  f', teacher {rows[0].get("eval/swd_teacher", np.nan):.3g}')
+  straight = [r for r in rows if 'eval/straightness' in r]
+  if straight:
+    lines.append('straightness (student / its teacher): ' + ', '.join(
+        f'{r["rule"]} {r["eval/straightness"]:.2g} / {r.get("eval/straightness_teacher", np.nan):.2g}'
+        for r in straight))
   return '\n'.join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data', choices=('gmm2d', 'digits'), default='gmm2d')
-  parser.add_argument('--rules', default=','.join(RULES))
+  parser.add_argument('--rules', nargs='+', default=[','.join(RULES)],
+                      help='rules, space- or comma-separated (a pipeline\'s first run first)')
   parser.add_argument('--num_steps', type=int, default=0, help='shorten every run (0: config)')
+  parser.add_argument('--runs_dir', default=os.path.join(REPO, 'runs', 'rules_table'),
+                      help='where the runs\' workdirs go')
   args = parser.parse_args()
   ks = (1, 2, 4)
   out = os.path.join(REPO, 'experiments', 'results', f'rules_{args.data}.json')
@@ -153,8 +194,10 @@ def main():
   if os.path.exists(out):  # rows of rules not re-run this time are kept
     with open(out) as f:
       rows = {r['rule']: r for r in json.load(f)['rows']}
-  for rule in args.rules.split(','):
-    rows[rule] = run_rule(rule, args.data, args.num_steps, ks)
+  for rule in [r for arg in args.rules for r in arg.split(',') if r]:
+    if rule not in RULES:
+      raise SystemExit(f'unknown rule {rule!r}; known: {", ".join(RULES)}')
+    rows[rule] = run_rule(rule, args.data, args.num_steps, ks, args.runs_dir)
     ordered = [rows[r] for r in RULES if r in rows]
     with open(out, 'w') as f:
       json.dump({'device': jax.devices()[0].device_kind, 'rows': ordered}, f, indent=2)

@@ -6,7 +6,11 @@ with the lowest :attr:`RunEvaluator.primary_key` in ``<workdir>/checkpoints_best
 
 Every evaluation uses the same noise (``eval.seed``), so differences between evaluations are the
 model's. The teacher is sampled with Heun on the Karras grid in ``eval.teacher_steps`` steps
-(``2 * teacher_steps - 1`` network evaluations; 18 steps = the usual 35 NFE).
+(``2 * teacher_steps - 1`` network evaluations; 18 steps = the usual 35 NFE). For rules whose
+student is a velocity model (an objective with a ``velocity`` method: reflow, InstaFlow,
+SlimFlow), ``eval.straightness_steps > 0`` also logs ``eval/straightness`` of the student's ODE
+and, once, ``eval/straightness_teacher`` (:mod:`fastgen.evaluation.straightness`) on
+``eval.straightness_samples`` noise draws.
 """
 
 import math
@@ -16,7 +20,13 @@ import numpy as np
 
 from fastgen import samplers
 from fastgen.evaluation import evaluator as evaluator_lib
-from fastgen.evaluation import exact
+from fastgen.evaluation import exact, straightness
+from fastgen.objectives import reflow
+
+
+def real_data_config(data_config):
+  """The data section of the distribution a run should reach: a coupling set's ``source``."""
+  return data_config.source if data_config.name == 'couplings' else data_config
 
 
 def _known_mixture(experiment):
@@ -25,7 +35,7 @@ def _known_mixture(experiment):
   params = experiment.teacher_params
   if isinstance(params, dict) and 'eigvecs' in params:
     return exact.mixture_from_teacher(params)
-  if experiment.config.data.name == 'gmm2d':
+  if real_data_config(experiment.config.data).name == 'gmm2d':
     from fastgen.data import toy2d
     return toy2d.gmm2d_mixture()
   return None
@@ -37,7 +47,8 @@ class RunEvaluator:
   def __init__(self, experiment):
     self.experiment = experiment
     self.config = experiment.config.eval
-    self.evaluator = evaluator_lib.make_evaluator(self.config, experiment.config.data,
+    self.evaluator = evaluator_lib.make_evaluator(self.config,
+                                                  real_data_config(experiment.config.data),
                                                   _known_mixture(experiment))
     self.primary_key = self.evaluator.primary_key
     self.rng = jax.random.key(self.config.seed)
@@ -51,6 +62,32 @@ class RunEvaluator:
               labels=labels if conditional else None),
           static_argnames='shape')
 
+    self._straightness = None
+    steps = self.config.get('straightness_steps', 0)
+    if steps and hasattr(experiment.objective, 'velocity'):
+      self._straightness = jax.jit(
+          lambda velocity_fn, params, noise, labels: straightness.straightness(
+              lambda x, t: velocity_fn(params, x, t, labels), noise, steps, reflow.T_MAX),
+          static_argnums=0)
+      self._straightness_teacher = None
+
+  def _straightness_metrics(self, params) -> dict[str, float]:
+    """``eval/straightness`` of the student's ODE and, once, ``eval/straightness_teacher``."""
+    experiment = self.experiment
+    num = self.config.get('straightness_samples', 1000)
+    noise = jax.random.normal(jax.random.fold_in(self.rng, 1), (num,) + tuple(experiment.data.shape))
+    labels = experiment.sample_labels(num)
+    metrics = {'eval/straightness': float(self._straightness(
+        experiment.objective.velocity, params, noise, labels))}
+    teacher = experiment.teacher
+    if teacher is not None and self._straightness_teacher is None:
+      teacher_labels = labels if getattr(teacher, 'num_classes', 0) else None
+      self._straightness_teacher = float(self._straightness(
+          teacher.velocity, experiment.teacher_params, noise, teacher_labels))
+    if self._straightness_teacher is not None:
+      metrics['eval/straightness_teacher'] = self._straightness_teacher
+    return metrics
+
   def _teacher_fn(self, rng, num, num_steps):
     del num_steps
     experiment = self.experiment
@@ -63,6 +100,8 @@ class RunEvaluator:
     metrics = self.evaluator.evaluate(sample_fn, self.rng)
     if self._teacher_sample is not None:
       metrics |= self.evaluator.evaluate_teacher(self._teacher_fn, self.rng)
+    if self._straightness is not None:
+      metrics |= self._straightness_metrics(params)
     return metrics
 
   def is_improvement(self, metrics, best: float | None) -> bool:

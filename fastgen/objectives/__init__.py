@@ -3,15 +3,19 @@
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import consistency, edm, flow_matching, progressive, sid
+from fastgen.objectives import (consistency, edm, flow_matching, instaflow, progressive, reflow,
+                                sid, slimflow)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
     'ct': consistency.ConsistencyTraining,
     'edm': edm.EDM,
     'flow_matching': flow_matching.FlowMatching,
+    'instaflow': instaflow.InstaFlow,
     'pd': progressive.ProgressiveDistillation,
+    'reflow': reflow.Reflow,
     'sid': sid.SiD,
+    'slimflow': slimflow.SlimFlow,
 }
 
 

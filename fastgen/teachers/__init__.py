@@ -5,9 +5,9 @@
 * ``'analytic'``: a closed-form Gaussian mixture (:mod:`fastgen.teachers.analytic`); ``mixture``
   is ``'gmm2d'`` (the exact distribution of the gmm2d data set) or ``'digits'`` (a mixture fitted
   to the digits training images, ``components_per_class`` per class, class-conditional).
-* ``'checkpoint'``: the EMA denoiser of a fastgen teacher-training run in ``workdir``, or of an
-  EDM checkpoint converted into one by ``python -m fastgen.teachers.edm_import``
-  (docs/edm_import.md).
+* ``'checkpoint'``: the EMA network of a fastgen run in ``workdir``: a teacher-training run's
+  denoiser, the student of a reflow / InstaFlow / SlimFlow run (chained pipelines), or an EDM
+  checkpoint converted into a run by ``python -m fastgen.teachers.edm_import`` (docs/edm_import.md).
 """
 
 import json
@@ -51,12 +51,23 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+# The trained network of each kind of run: teacher training ('denoiser') or a rule whose student
+# is itself a denoiser or velocity model (reflow and InstaFlow students, a pipeline's next teacher).
+TEACHER_GROUPS = ('denoiser', 'student')
+
+
 def checkpoint_teacher(workdir: str):
-  """The EMA denoiser of a finished (or running) fastgen teacher-training workdir."""
+  """The EMA network of a finished (or running) fastgen workdir: a teacher-training run's
+  'denoiser', or the 'student' of a run such as reflow, so that runs chain (2-RF -> InstaFlow)."""
   config = read_config(workdir)
   model = denoiser_lib.from_config(config.network)
-  params = checkpoint.load_params(workdir, ('ema', 'denoiser'))
-  return model, jax.tree.map(jnp.asarray, params)
+  ema = checkpoint.load_params(workdir, ('ema',))
+  groups = [g for g in TEACHER_GROUPS if g in ema]
+  if not groups:
+    raise checkpoint.CheckpointError(
+        f'{workdir} holds no network usable as a teacher (EMA groups: {", ".join(ema)}; '
+        f'expected one of {", ".join(TEACHER_GROUPS)})')
+  return model, jax.tree.map(jnp.asarray, ema[groups[0]])
 
 
 def load_teacher(teacher_config):

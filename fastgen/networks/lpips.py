@@ -1,0 +1,83 @@
+"""LPIPS with VGG-16 features (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features
+as a Perceptual Metric", Eq. 1), as a pure function of weights read from a file.
+
+  d(x, y) = sum_l 1 / (H_l W_l) sum_{h, w} || w_l ⊙ (f^l_hw(x) - f^l_hw(y)) ||_2^2,
+
+where f^l are the channel-normalised (unit L2 norm per position) activations of VGG-16's
+relu1_2, relu2_2, relu3_3, relu4_3 and relu5_3 and w_l >= 0 the learned per-channel weights
+(stored squared, as LPIPS's 1x1 convolutions ``lin{l}.model.1.weight`` apply them to the squared
+differences). Inputs in [-1, 1] are shifted and scaled by LPIPS's ``ScalingLayer`` and resized
+bilinearly to ``resolution`` (rfpp resizes to 224); grayscale images are repeated to 3 channels.
+
+fastgen downloads nothing: the weights come from an ``.npz`` with arrays ``conv{k}/kernel``
+[3, 3, C_in, C_out] (HWIO) and ``conv{k}/bias`` [C_out] for VGG-16's 13 convolutions k = 0..12
+(torchvision's ``features`` convolutions in order, kernels transposed from OIHW), and ``lin{l}``
+[C_l] for l = 0..4 (the LPIPS v0.1 ``vgg.pth`` linear layers, flattened).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # (convolutions, channels)
+SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
+SCALE = np.array([0.458, 0.448, 0.450], np.float32)
+
+
+def expected_shapes() -> dict[str, tuple[int, ...]]:
+  """Every array of a weights file and its shape."""
+  shapes, c_in, k = {}, 3, 0
+  for block, (num_convs, channels) in enumerate(VGG16_BLOCKS):
+    for _ in range(num_convs):
+      shapes[f'conv{k}/kernel'] = (3, 3, c_in, channels)
+      shapes[f'conv{k}/bias'] = (channels,)
+      c_in, k = channels, k + 1
+    shapes[f'lin{block}'] = (channels,)
+  return shapes
+
+
+def load_weights(path: str) -> dict[str, np.ndarray]:
+  """The LPIPS-VGG weights of ``path`` (see the module docstring), checked against VGG-16."""
+  if not path:
+    raise ValueError('the LPIPS premetric needs objective.lpips_weights=<.npz of VGG-16 and LPIPS '
+                     'weights> (fastgen downloads nothing); or use premetric "pseudo_huber"')
+  with np.load(path) as f:
+    weights = {k: np.asarray(f[k], np.float32) for k in f.files}
+  for name, shape in expected_shapes().items():
+    if name not in weights:
+      raise ValueError(f'LPIPS weights {path} lack the array {name!r} of shape {shape}')
+    if weights[name].shape != shape:
+      raise ValueError(f'LPIPS weights {path}: {name!r} has shape {weights[name].shape}, '
+                       f'expected {shape}')
+  return {name: weights[name] for name in expected_shapes()}
+
+
+def _features(weights, x):
+  """VGG-16 activations at the five LPIPS taps."""
+  taps, k = [], 0
+  for block, (num_convs, _) in enumerate(VGG16_BLOCKS):
+    if block:
+      x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+    for _ in range(num_convs):
+      x = jax.lax.conv_general_dilated(x, weights[f'conv{k}/kernel'], (1, 1), 'SAME',
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      x = jax.nn.relu(x + weights[f'conv{k}/bias'])
+      k += 1
+    taps.append(x)
+  return taps
+
+
+def lpips(weights, x, y, resolution: int = 224):
+  """Per-example LPIPS distance [B] between images x, y [B, H, W, C] in [-1, 1]."""
+  if x.shape[-1] == 1:
+    x, y = jnp.repeat(x, 3, axis=-1), jnp.repeat(y, 3, axis=-1)
+  both = jnp.concatenate([x, y]).astype(jnp.float32)
+  both = jax.image.resize(both, (both.shape[0], resolution, resolution, 3), 'bilinear')
+  both = (both - SHIFT) / SCALE
+  distance = 0.0
+  for block, features in enumerate(_features(weights, both)):
+    unit = features / (jnp.sqrt(jnp.sum(features**2, axis=-1, keepdims=True)) + 1e-10)
+    fx, fy = jnp.split(unit, 2)
+    distance = distance + jnp.mean(jnp.sum(weights[f'lin{block}'] * (fx - fy) ** 2, axis=-1),
+                                   axis=(1, 2))
+  return distance

@@ -1,0 +1,171 @@
+"""SlimFlow: a one-step student smaller than its teacher, by Annealing Reflow then Flow-Guided
+Distillation (Zhu, Liu & Liu 2024, "SlimFlow: Training Smaller One-Step Diffusion Models with
+Rectified Flow", ECCV 2024, §4.1 and §4.2; official code github.com/yuanzhi-zhu/SlimFlow,
+``reflow/reflow.py``), in fastgen's flow convention x_t = (1 - t) x0 + t z.
+
+The student network (``config.network``, e.g. fewer channels or levels than the teacher) cannot
+start from the teacher's weights. One run holds both stages, switched by the step counter:
+
+1. Annealing Reflow (steps < ``reflow_steps``): reflow (:mod:`fastgen.objectives.reflow`) on the
+   teacher's coupling (z, x0) with the noise re-paired as
+
+     z_beta = sqrt(1 - beta^2) z + beta eps,   eps ~ N(0, I) independent,
+
+   where beta(k) anneals from 1 (independent pairs: 1-rectified flow on teacher samples, which a
+   random init can learn) to 0 (the teacher's coupling: reflow) over ``annealing_steps``:
+   'exp' exp(-k / K), 'cos' (1 + cos(pi min(k / K, 1))) / 2, 'linear' 1 - min(k / K, 1) (the
+   official code's ``x0_randomness`` warm-ups). The result is a small 2-flow.
+2. Flow-Guided Distillation (steps >= ``reflow_steps``): ``refresh`` freezes the EMA of the
+   2-flow into the params entry ``'two_flow'`` and the student (continuing from the 2-flow) learns
+   one step G(z) = T z - T v_theta(T z, T) (:func:`fastgen.objectives.instaflow.one_step`) from
+
+     L = m(G(z), Phi_2(z)) + w m(G(z), x0_guide),
+
+   where Phi_2 is ``two_flow_steps`` Euler steps of the 2-flow (fresh pairs every step, as the
+   paper regenerates its data from the 2-flow) and the guidance target x0_guide follows the
+   2-flow for ``guidance_steps`` Euler steps from x_s = (1 - s) sg(G(z)) + s z, the point at time
+   s ~ U(s_lo, s_hi) on the student's own straight path (official ``teacher_loss_new``, s in
+   [0.2, 0.8]): a student whose path the 2-flow agrees with has L's second term at zero.
+
+The premetric m is :mod:`fastgen.objectives.reflow`'s (the official code's default 'l2'; LPIPS
+from ``lpips_weights``). The stage and the 2-flow are frozen params entries, so they are checkpointed and a resumed run
+continues in the right stage. Sampling: Euler steps of the student's velocity (1 step = G).
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fastgen import diffusion
+from fastgen.denoiser import Denoiser
+from fastgen.objectives import consistency, instaflow, reflow
+
+ANNEALING = ('exp', 'cos', 'linear')
+
+
+def annealing_beta(step, annealing_steps: int, schedule: str):
+  """beta(k) from 1 to 0 (SlimFlow §4.1; official ``randomness_schedule``): 'exp' exp(-k/K),
+  'cos' (1 + cos(pi min(k/K, 1))) / 2, 'linear' 1 - min(k/K, 1)."""
+  progress = jnp.asarray(step, jnp.float32) / max(annealing_steps, 1)
+  if schedule == 'exp':
+    return jnp.exp(-progress)
+  if schedule == 'cos':
+    return 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(progress, 1.0)))
+  if schedule == 'linear':
+    return 1.0 - jnp.minimum(progress, 1.0)
+  raise ValueError(f'unknown objective.annealing {schedule!r}; known: {", ".join(ANNEALING)}')
+
+
+def anneal_noise(noise, eps, beta):
+  """z_beta = sqrt(1 - beta^2) z + beta eps: standard normal for every beta in [0, 1]."""
+  return jnp.sqrt(1.0 - beta**2) * noise + beta * eps
+
+
+@dataclasses.dataclass(frozen=True)
+class SlimFlow:
+  """Annealing Reflow then Flow-Guided Distillation; group 'student', frozen 'two_flow', 'stage'."""
+  denoiser: Denoiser            # the small student
+  teacher: Any
+  reflow_steps: int = 2000      # stage 1 length
+  annealing: str = 'exp'
+  annealing_steps: int = 500    # K of beta(k)
+  time_distribution: str = 'uniform'
+  u_shape_a: float = 4.0
+  premetric: str = 'l2'
+  lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
+  lpips_resolution: int = 224
+  couplings: str = 'dataset'
+  ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
+  two_flow_steps: int = 8       # stage 2: Euler steps of the 2-flow for the distillation pairs
+  guidance_weight: float = 1.0
+  guidance_steps: int = 1       # Euler steps of the 2-flow from the student's path to t = 0
+  guidance_s_min: float = 0.2
+  guidance_s_max: float = 0.8
+  init_from_teacher: bool = False  # True only for a teacher of the student's own architecture
+  groups = ('student',)
+
+  def __post_init__(self):
+    reflow.check_options(self)
+    if self.annealing not in ANNEALING:
+      raise ValueError(f'unknown objective.annealing {self.annealing!r}; known: '
+                       f'{", ".join(ANNEALING)}')
+    if not 0.0 <= self.guidance_s_min <= self.guidance_s_max <= 1.0:
+      raise ValueError(f'objective.guidance_s_min={self.guidance_s_min} and guidance_s_max='
+                       f'{self.guidance_s_max} must satisfy 0 <= s_min <= s_max <= 1')
+    if min(self.two_flow_steps, self.guidance_steps) < 1:
+      raise ValueError('objective.two_flow_steps and objective.guidance_steps must be >= 1')
+
+  def _labels(self, labels):
+    return labels if self.denoiser.num_classes else None
+
+  def init(self, rng, batch, teacher_params):
+    student = consistency.init_student(self.denoiser.init, rng, batch['x'],
+                                       self._labels(batch['label']), teacher_params,
+                                       self.init_from_teacher)
+    return {'student': student, 'two_flow': jax.tree.map(jnp.copy, student),
+            'stage': jnp.zeros((), jnp.int32), **reflow.init_lpips(self)}
+
+  def refresh(self, params, ema_params, step):
+    """At step ``reflow_steps``: two_flow <- EMA of the student, stage <- 1."""
+    stage = (step >= self.reflow_steps).astype(jnp.int32)
+    two_flow = jax.lax.cond(stage != params['stage'], lambda: ema_params['student'],
+                            lambda: params['two_flow'])
+    return {**params, 'two_flow': two_flow, 'stage': stage}
+
+  def velocity(self, params, x_t, t, labels=None):
+    return self.denoiser.velocity(params['student'], x_t, t, self._labels(labels))
+
+  def _annealing_reflow(self, params, teacher_params, batch, rng, step):
+    key_pair, key_eps, key_t, key_dropout = jax.random.split(rng, 4)
+    noise, x0, labels = reflow.coupling_batch(self, teacher_params, batch, key_pair)
+    beta = annealing_beta(step, self.annealing_steps, self.annealing)
+    noise = anneal_noise(noise, jax.random.normal(key_eps, noise.shape), beta)
+    t = reflow.sample_time(key_t, x0.shape[:1], self.time_distribution, self.u_shape_a)
+    v = self.denoiser.velocity(params['student'], reflow.interpolate(x0, noise, t), t, labels,
+                               train=True, rng=key_dropout)
+    loss = jnp.mean(reflow.velocity_loss(self.premetric, params, v, noise, x0, t,
+                                         self.lpips_resolution))
+    return loss, {'reflow_loss': loss, 'distill_loss': jnp.zeros(()),
+                  'guidance_loss': jnp.zeros(()), 'beta': beta}
+
+  def _flow_guided_distillation(self, params, batch, rng):
+    key_z, key_label, key_s, key_dropout = jax.random.split(rng, 4)
+    shape = batch['x'].shape
+    num_classes = self.denoiser.num_classes
+    labels = jax.random.randint(key_label, shape[:1], 0, num_classes) if num_classes else None
+    noise = jax.random.normal(key_z, shape)
+    two_flow = lambda x, t: self.denoiser.velocity(params['two_flow'], x, t, labels)
+    x0_two_flow = jax.lax.stop_gradient(reflow.flow_euler(two_flow, noise, self.two_flow_steps))
+    x0_hat = instaflow.one_step(lambda x, t: self.denoiser.velocity(
+        params['student'], x, t, labels, train=True, rng=key_dropout), noise)
+    s = jax.random.uniform(key_s, shape[:1], minval=self.guidance_s_min,
+                           maxval=self.guidance_s_max)
+    x_s = reflow.interpolate(jax.lax.stop_gradient(x0_hat), noise, s)
+    x0_guide = x_s
+    for i in range(self.guidance_steps):  # Euler from s to 0 in guidance_steps equal steps
+      t = s * (1.0 - i / self.guidance_steps)
+      x0_guide = x0_guide - diffusion.expand_like(s / self.guidance_steps, x_s) * two_flow(
+          x0_guide, t)
+    x0_guide = jax.lax.stop_gradient(x0_guide)
+    distill = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0_two_flow,
+                                            self.lpips_resolution))
+    guidance = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0_guide,
+                                             self.lpips_resolution))
+    loss = distill + self.guidance_weight * guidance
+    return loss, {'reflow_loss': jnp.zeros(()), 'distill_loss': distill,
+                  'guidance_loss': guidance, 'beta': jnp.zeros(())}
+
+  def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
+    del group, ema_params
+    loss, metrics = jax.lax.cond(
+        params['stage'] == 0,
+        lambda: self._annealing_reflow(params, teacher_params, batch, rng, step),
+        lambda: self._flow_guided_distillation(params, batch, rng))
+    return loss, {'loss': loss, 'stage': params['stage'].astype(jnp.float32), **metrics}
+
+  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    del teacher_params
+    velocity_fn = lambda x, t: self.velocity(params, x, t, labels)
+    return reflow.flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps)

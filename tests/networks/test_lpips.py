@@ -1,0 +1,52 @@
+"""LPIPS from a weights file: zero between equal images and positive otherwise, the perceptual
+reflow losses vanish at the exact straight-line velocity, and a bad file is one clear error."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fastgen.networks import lpips
+from fastgen.objectives import reflow
+
+
+@pytest.fixture(scope='module')
+def weights_file(tmp_path_factory):
+  """Random weights of the documented layout (fastgen has no real ones), lin weights >= 0."""
+  rng = np.random.default_rng(0)
+  arrays = {name: (np.abs(rng.standard_normal(shape)) if name.startswith('lin') else
+                   rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[:-1])))
+            for name, shape in lpips.expected_shapes().items()}
+  path = str(tmp_path_factory.mktemp('lpips') / 'lpips_vgg.npz')
+  np.savez(path, **{k: v.astype(np.float32) for k, v in arrays.items()})
+  return path
+
+
+def test_lpips_is_a_distance_on_images(weights_file):
+  weights = jax.tree.map(jnp.asarray, lpips.load_weights(weights_file))
+  x, y = jax.random.uniform(jax.random.key(0), (2, 3, 8, 8, 1), minval=-1, maxval=1)
+  noise, t = jax.random.normal(jax.random.key(1), x.shape), jnp.array([0.2, 0.5, 0.9])
+
+  @jax.jit
+  def distances(weights):
+    loss = lambda v: reflow.velocity_loss('lpips_huber', {'lpips': weights}, v, noise, x, t, 16)
+    return (lpips.lpips(weights, x, x, 16), lpips.lpips(weights, x, y, 16),
+            lpips.lpips(weights, y, x, 16), loss(noise - x), loss(1.1 * (noise - x)))
+
+  same, xy, yx, exact, off = distances(weights)
+  np.testing.assert_allclose(same, 0.0, atol=1e-6)
+  assert (np.asarray(xy) > 1e-3).all()
+  np.testing.assert_allclose(xy, yx, rtol=1e-5)
+  # The rfpp LPIPS-Huber reflow loss is zero at the exact straight-line velocity z - x0.
+  np.testing.assert_allclose(exact, 0.0, atol=1e-6)
+  assert (np.asarray(off) > 1e-4).all()
+
+
+def test_missing_or_malformed_weights_are_one_clear_error(tmp_path, weights_file):
+  with pytest.raises(ValueError, match='lpips_weights'):
+    lpips.load_weights('')
+  arrays = dict(np.load(weights_file))
+  del arrays['conv12/bias']
+  np.savez(tmp_path / 'bad.npz', **arrays)
+  with pytest.raises(ValueError, match="conv12/bias"):
+    lpips.load_weights(str(tmp_path / 'bad.npz'))

@@ -1,0 +1,89 @@
+"""SlimFlow: the annealing schedule runs from independent pairs to the teacher's coupling, both
+stages' losses are minimal at the exact straight flow of a toy coupling, the stage switch freezes
+the 2-flow (and survives a restart), and the image students are smaller than their teachers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import edm_cifar, edm_digits, slimflow_cifar, slimflow_digits, slimflow_gmm2d
+from fastgen import objectives, teachers
+from fastgen import denoiser as denoiser_lib
+from fastgen.networks import count_params
+from fastgen.objectives import slimflow
+from tests.objectives import image_configs
+from tests.objectives import rectified_flow_toys as toys
+
+
+def _objective(**kwargs):
+  kwargs = dict(reflow_steps=10, annealing='linear', annealing_steps=5, premetric='l2',
+                two_flow_steps=4, guidance_steps=2) | kwargs
+  return slimflow.SlimFlow(toys.ScaledExactVelocity(), teacher=None, **kwargs)
+
+
+def test_annealing_schedules_run_from_one_to_zero():
+  for schedule in slimflow.ANNEALING:
+    beta = [float(slimflow.annealing_beta(k, 100, schedule)) for k in (0, 50, 100, 400)]
+    assert beta[0] == 1.0 and beta[0] > beta[1] > beta[2] >= beta[3] and beta[3] < 0.02
+  np.testing.assert_allclose(slimflow.annealing_beta(100, 100, 'exp'), np.exp(-1.0), rtol=1e-6)
+  z, eps = jax.random.normal(jax.random.key(0), (2, 200_000))
+  np.testing.assert_allclose(jnp.std(slimflow.anneal_noise(z, eps, 0.6)), 1.0, atol=0.01)
+
+
+def test_both_stages_are_minimal_at_the_exact_straight_flow():
+  objective = _objective()
+  batch = toys.coupling_batch()
+  params = objective.init(jax.random.key(0), batch, None)  # student = two_flow = exact v*
+  # Stage 1 once beta = 0 (step >= annealing_steps) is reflow on the coupling: zero at v*.
+  # At beta = 1 (step 0) the pairs are independent, and v* is no longer the optimum.
+  assert toys.loss_and_grad(objective, params, batch, step=5)[0] < 1e-9
+  assert toys.loss_and_grad(objective, params, batch, step=0)[0] > 0.1
+  # Stage 2: one step lands on the 2-flow's endpoint, and the 2-flow from any point of the
+  # student's straight path agrees.
+  stage2 = {**params, 'stage': jnp.int32(1)}
+  loss, grad = toys.loss_and_grad(objective, stage2, batch, step=10)
+  for scale in (0.9, 1.1):
+    perturbed_loss, perturbed_grad = toys.loss_and_grad(
+        objective, toys.with_scale(stage2, scale), batch, step=10)
+    assert loss < 1e-3 * perturbed_loss and abs(grad) < 1e-2 * abs(perturbed_grad)
+
+
+def test_stage_switch_freezes_the_ema_two_flow():
+  objective = _objective()
+  params = objective.init(jax.random.key(0), toys.coupling_batch(), None)
+  moved = toys.with_scale(params, 3.0)
+  ema = {'student': {'scale': jnp.asarray(2.0)}}
+  before = objective.refresh(moved, ema, jnp.int32(9))
+  assert int(before['stage']) == 0 and float(before['two_flow']['scale']) == 1.0
+  after = objective.refresh(moved, ema, jnp.int32(10))
+  assert int(after['stage']) == 1 and float(after['two_flow']['scale']) == 2.0
+  later = objective.refresh({**after, 'student': {'scale': jnp.asarray(5.0)}},
+                            {'student': {'scale': jnp.asarray(4.0)}}, jnp.int32(11))
+  assert float(later['two_flow']['scale']) == 2.0  # frozen after the switch
+
+
+@pytest.mark.parametrize('option, value, message', [
+    ('annealing', 'step', 'objective.annealing'),
+    ('premetric', 'lpips', 'objective.premetric'),
+    ('guidance_s_max', 1.5, 'guidance_s_min'),
+])
+def test_bad_options_give_one_clear_error(option, value, message):
+  config = slimflow_gmm2d.get_config()
+  config.objective[option] = value
+  with pytest.raises(ValueError, match=message):
+    objectives.make_objective(config, teachers.analytic_teacher('gmm2d')[0])
+
+
+@pytest.mark.parametrize('config_module, teacher_module', [
+    (slimflow_digits, edm_digits), (slimflow_cifar, edm_cifar)])
+def test_image_students_are_smaller_than_their_teachers(config_module, teacher_module):
+  objective, _, params = image_configs.abstract_init(config_module.get_config())
+  assert objective.reflow_steps < config_module.get_config().train.num_steps
+  teacher_config = teacher_module.get_config()
+  teacher = denoiser_lib.from_config(teacher_config.network)
+  size = teacher_config.network.img_resolution
+  teacher_params = jax.eval_shape(teacher.init, jax.random.key(0),
+                                  jnp.zeros((1, size, size, teacher_config.network.in_channels)),
+                                  jnp.zeros((1,), jnp.int32))
+  assert count_params(params['student']) < 0.2 * count_params(teacher_params)
