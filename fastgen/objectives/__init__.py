@@ -3,11 +3,12 @@
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import consistency, edm, flow_matching, progressive, sid
+from fastgen.objectives import consistency, dmd, edm, flow_matching, progressive, sid
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
     'ct': consistency.ConsistencyTraining,
+    'dmd': dmd.DMD,
     'edm': edm.EDM,
     'flow_matching': flow_matching.FlowMatching,
     'pd': progressive.ProgressiveDistillation,
