@@ -19,13 +19,18 @@ from fastgen.evaluation import evaluator as evaluator_lib
 from fastgen.evaluation import exact
 
 
+def real_data_config(data_config):
+  """The data section of the distribution a run should reach: a coupling set's ``source``."""
+  return data_config.source if data_config.name == 'couplings' else data_config
+
+
 def _known_mixture(experiment):
   """``(weights, means, covs)`` of the distribution the run should reach, if known in closed form:
   the analytic teacher's mixture, or the gmm2d data set's when training from data."""
   params = experiment.teacher_params
   if isinstance(params, dict) and 'eigvecs' in params:
     return exact.mixture_from_teacher(params)
-  if experiment.config.data.name == 'gmm2d':
+  if real_data_config(experiment.config.data).name == 'gmm2d':
     from fastgen.data import toy2d
     return toy2d.gmm2d_mixture()
   return None
@@ -37,7 +42,8 @@ class RunEvaluator:
   def __init__(self, experiment):
     self.experiment = experiment
     self.config = experiment.config.eval
-    self.evaluator = evaluator_lib.make_evaluator(self.config, experiment.config.data,
+    self.evaluator = evaluator_lib.make_evaluator(self.config,
+                                                  real_data_config(experiment.config.data),
                                                   _known_mixture(experiment))
     self.primary_key = self.evaluator.primary_key
     self.rng = jax.random.key(self.config.seed)

@@ -22,8 +22,8 @@ import optax
 from absl import logging
 
 from fastgen.evaluation.evaluator import all_rows
-from fastgen import (checkpoint, data, evaluate, images, metrics, objectives, sharding,
-                     teachers)
+from fastgen import (checkpoint, couplings, data, evaluate, images, metrics, objectives,
+                     sharding, teachers)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -127,17 +127,21 @@ def check_finite(step: int, step_metrics: dict, groups) -> None:
 class Experiment:
   """Everything a run needs, built from the config: mesh, data, teacher, objective, state."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str = ''):
     self.config = config
     self.mesh = sharding.make_mesh(config.mesh.model)
     jax.set_mesh(self.mesh)
     sharding.check_batch_size(config.data.batch_size, self.mesh)
-    self.data = data.make_dataset(config.data, seed=config.seed,
-                                  process_index=jax.process_index(),
-                                  process_count=jax.process_count())
     self.teacher, teacher_params = teachers.load_teacher(config.teacher)
     self.teacher_shardings = sharding.param_shardings(teacher_params, self.mesh)
     self.teacher_params = jax.device_put(teacher_params, self.teacher_shardings)
+    data_config = config.data
+    if data_config.name == 'couplings':  # the teacher's ODE pairs, written to disk on first use
+      data_config = couplings.ensure_couplings(data_config, workdir, self.teacher,
+                                               self.teacher_params, self.mesh)
+    self.data = data.make_dataset(data_config, seed=config.seed,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count())
     self.objective = objectives.make_objective(config, self.teacher)
     self.optimizer = make_optimizer(config.optim)
     self.init_rng, self.train_rng, self.sample_rng = jax.random.split(jax.random.key(config.seed), 3)
@@ -224,7 +228,7 @@ def _write_samples(experiment, state, step, workdir, logger):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Train ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final state."""
   os.makedirs(workdir, exist_ok=True)
-  experiment = Experiment(config)
+  experiment = Experiment(config, workdir)
   train = config.train
   checkpointer = checkpoint.Checkpointer(workdir, keep=train.keep_checkpoints)
   step, state = restore_or_init(experiment, checkpointer)
@@ -322,7 +326,7 @@ def _restore_for_inference(experiment, workdir):
 def evaluate_workdir(config, workdir: str) -> dict:
   """``--mode=eval``: metrics of the newest checkpoint (``config.eval``), printed and written to
   ``<workdir>/eval/step_<step>.json``; returns them."""
-  experiment = Experiment(config)
+  experiment = Experiment(config, workdir)
   step, state = _restore_for_inference(experiment, workdir)
   results = evaluate.RunEvaluator(experiment).evaluate(sampling_params(state))
   if jax.process_index() == 0:
@@ -337,7 +341,7 @@ def evaluate_workdir(config, workdir: str) -> dict:
 def sample_to_workdir(config, workdir: str) -> str:
   """``--mode=sample``: ``config.sample.num_samples`` samples of the newest checkpoint's EMA
   model, written to ``<workdir>/samples/samples_<k>step.{npz,png}``; returns the npz path."""
-  experiment = Experiment(config)
+  experiment = Experiment(config, workdir)
   step, state = _restore_for_inference(experiment, workdir)
   cfg = config.sample
   chunks, labels = [], []

@@ -5,6 +5,7 @@
 
 * ``next(it)``: ``{'x': float32 [batch_size // process_count, *it.shape], 'label': int32 [...]}``;
   images are NHWC in [-1, 1], 2-D points are [B, 2]; labels are 0 for unconditional sets.
+  ``couplings`` batches also hold ``'noise'``, the z whose teacher-ODE solution is ``'x'``.
 * ``it.shape``: one example's shape; ``it.num_classes``: number of labels, 0 if unconditional.
 * ``it.get_state()``: a JSON-serialisable dict; ``it.set_state(state)`` makes the same batches
   follow. The stream is a pure function of ``(seed, process_index, state)``, and the hosts'
@@ -17,9 +18,10 @@ class DataUnavailableError(RuntimeError):
 
 
 # Imported after DataUnavailableError, which tfds.py raises.
-from fastgen.data import digits, folder, tfds, toy2d  # pylint: disable=wrong-import-position
+from fastgen.data import couplings, digits, folder, tfds, toy2d  # pylint: disable=wrong-import-position
 
 DATASETS = {
+    'couplings': couplings.CouplingStream,
     'gmm2d': toy2d.Toy2D,
     'checkerboard': toy2d.Toy2D,
     'moons': toy2d.Toy2D,

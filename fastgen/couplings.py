@@ -1,0 +1,179 @@
+"""Couplings (noise z, teacher sample x0 = Phi(z)) of a teacher's deterministic ODE.
+
+Rectified-flow reflow (Liu et al. 2022, "Flow Straight and Fast", §2.2, Eq. 3), InstaFlow (Liu et
+al. 2024) and SlimFlow (Zhu et al. 2024) train on pairs (z, x0) where x0 is the teacher's ODE
+solution started from z, and distribution-matching rules (DMD's regression loss) use them too.
+Any teacher works: everything speaks EDM's denoiser language ``D(params, x, sigma, labels)``
+(:mod:`fastgen.denoiser`), so an EDM denoiser, a flow network (``'flow'`` parameterization) and
+the closed-form :class:`~fastgen.teachers.analytic.GaussianMixtureTeacher` are solved alike.
+
+The pairs live on disk as a resumable data set, ``<directory>/shard_<i>.npz`` with arrays
+``noise``, ``x`` and ``label`` plus ``meta.json`` (the settings that made them). Shard ``i`` is a
+pure function of ``(seed, i)`` and the teacher, computed with its batch split over the mesh's
+'data' axis and written atomically by process 0, so an interrupted generation resumes at the first
+missing shard and gives the pairs an uninterrupted one would have. ``data.name='couplings'``
+(:mod:`fastgen.data.couplings`) reads them as batches ``{'x': x0, 'noise': z, 'label'}``.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from fastgen import diffusion, samplers, sharding
+
+ODE_METHODS = ('heun', 'euler')
+META_FILE = 'meta.json'
+
+
+def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
+                      method: str = 'heun', sigma_min: float = 0.002, sigma_max: float = 80.0,
+                      rho: float = 7.0):
+  """x0 = Phi(z): the teacher's probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma
+  (Karras et al. 2022, Eq. 3) solved from x = sigma_max z down to sigma = 0 on the Karras grid
+  (Eq. 5) with ``method`` 'heun' (Algorithm 1, 2 num_steps - 1 evaluations) or 'euler'.
+
+  ``noise`` z is standard normal: the t = 1 end of rectified-flow time, x_t = x / (1 + sigma)
+  -> z as sigma -> inf (:mod:`fastgen.diffusion`), truncated at sigma_max as in EDM. Labels reach
+  the teacher only if it is class-conditional. Pure and jit-able.
+  """
+  if method not in ODE_METHODS:
+    raise ValueError(f'unknown coupling ODE method {method!r}; known: {", ".join(ODE_METHODS)}')
+  labels = labels if getattr(teacher, 'num_classes', 0) else None
+  denoise = samplers.denoise_closure(teacher, teacher_params, labels)
+  sigmas = diffusion.karras_sigmas(num_steps, sigma_min, sigma_max, rho)
+  return samplers.SAMPLERS[method](denoise, noise, sigmas)
+
+
+def shard_path(directory: str, index: int) -> str:
+  return os.path.join(directory, f'shard_{index:05d}.npz')
+
+
+def _shard_pairs(teacher, teacher_params, key, *, shard_size, shape, num_classes, ode_steps,
+                 ode_method, mesh):
+  """``(noise, x0, label)`` of one shard, computed with the batch split over 'data'."""
+  key_noise, key_label = jax.random.split(key)
+  batch = sharding.batch_sharded(mesh)
+  noise = jax.lax.with_sharding_constraint(
+      jax.random.normal(key_noise, (shard_size,) + tuple(shape)), batch)
+  labels = (jax.random.randint(key_label, (shard_size,), 0, num_classes) if num_classes
+            else jnp.zeros((shard_size,), jnp.int32))
+  labels = jax.lax.with_sharding_constraint(labels, batch)
+  x0 = solve_teacher_ode(teacher, teacher_params, noise, labels, ode_steps, method=ode_method)
+  return noise, x0, labels
+
+
+def write_couplings(directory: str, teacher, teacher_params, *, shape, num_classes: int,
+                    num_pairs: int, shard_size: int, ode_steps: int, ode_method: str = 'heun',
+                    seed: int = 0, mesh=None) -> dict:
+  """Write the shards of ``num_pairs`` pairs that ``directory`` lacks; returns the metadata.
+
+  ``shard_size`` must divide ``num_pairs`` and be a multiple of the mesh's data-parallel size.
+  A directory written with other settings is refused, never overwritten.
+  """
+  mesh = mesh or sharding.make_mesh()
+  if shard_size < 1 or num_pairs < shard_size or num_pairs % shard_size:
+    raise ValueError(f'data.num_pairs={num_pairs} must be a positive multiple of '
+                     f'data.shard_size={shard_size}')
+  if shard_size % sharding.data_size(mesh):
+    raise ValueError(f'data.shard_size={shard_size} must be a multiple of the '
+                     f'{sharding.data_size(mesh)} data-parallel devices')
+  if ode_method not in ODE_METHODS:
+    raise ValueError(f'unknown data.ode_method {ode_method!r}; known: {", ".join(ODE_METHODS)}')
+  meta = {'shape': list(shape), 'num_classes': int(num_classes), 'num_pairs': int(num_pairs),
+          'shard_size': int(shard_size), 'ode_steps': int(ode_steps), 'ode_method': ode_method,
+          'seed': int(seed), 'teacher': type(teacher).__name__}
+  os.makedirs(directory, exist_ok=True)
+  meta_path = os.path.join(directory, META_FILE)
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      saved = json.load(f)
+    if saved != meta:
+      differ = sorted(k for k in meta.keys() | saved.keys() if saved.get(k) != meta.get(k))
+      raise ValueError(f'the coupling set in {directory} was made with other settings '
+                       f'({", ".join(f"{k}: {saved.get(k)} there, {meta.get(k)} here" for k in differ)}); '
+                       f'use another data.directory or workdir')
+  elif jax.process_index() == 0:
+    _write_json(meta_path, meta)
+  missing = [i for i in range(num_pairs // shard_size)
+             if not os.path.exists(shard_path(directory, i))]
+  if missing:
+    logging.info('solving the teacher ODE (%s, %d steps) for %d of %d coupling shards in %s',
+                 ode_method, ode_steps, len(missing), num_pairs // shard_size, directory)
+    make = jax.jit(lambda params, key: _shard_pairs(
+        teacher, params, key, shard_size=shard_size, shape=tuple(shape), num_classes=num_classes,
+        ode_steps=ode_steps, ode_method=ode_method, mesh=mesh))
+    from fastgen.evaluation.evaluator import all_rows
+    for index in missing:
+      noise, x0, labels = make(teacher_params, jax.random.fold_in(jax.random.key(seed), index))
+      arrays = {'noise': all_rows(noise, shard_size).astype(np.float32),
+                'x': all_rows(x0, shard_size).astype(np.float32),
+                'label': all_rows(labels, shard_size).astype(np.int32)}
+      if jax.process_index() == 0:
+        tmp = shard_path(directory, index) + '.tmp.npz'
+        np.savez(tmp, **arrays)
+        os.replace(tmp, shard_path(directory, index))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices('fastgen couplings written')
+  return meta
+
+
+def _write_json(path, obj):
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+def read_couplings(directory: str) -> tuple[dict, dict[str, np.ndarray]]:
+  """``(meta, {'noise', 'x', 'label'})``: every pair of a complete coupling set, in shard order."""
+  meta_path = os.path.join(directory, META_FILE)
+  if not os.path.exists(meta_path):
+    raise FileNotFoundError(f'no coupling set in {directory} ({META_FILE} missing)')
+  with open(meta_path) as f:
+    meta = json.load(f)
+  num_shards = meta['num_pairs'] // meta['shard_size']
+  paths = [shard_path(directory, i) for i in range(num_shards)]
+  absent = [p for p in paths if not os.path.exists(p)]
+  if absent:
+    raise FileNotFoundError(f'the coupling set in {directory} is incomplete: {len(absent)} of '
+                            f'{num_shards} shards missing (first: {absent[0]}); a training run '
+                            f'with data.name="couplings" writes them')
+  shards = [np.load(p) for p in paths]
+  return meta, {k: np.concatenate([s[k] for s in shards]) for k in ('noise', 'x', 'label')}
+
+
+def coupling_directory(data_config, workdir: str) -> str:
+  """``data.directory``, or ``<workdir>/couplings`` when it is ''."""
+  directory = data_config.get('directory', '')
+  if directory:
+    return directory
+  if not workdir:
+    raise ValueError('data.name="couplings" with data.directory="" keeps the pairs in the run\'s '
+                     'workdir, but none was given: set data.directory')
+  return os.path.join(workdir, 'couplings')
+
+
+def ensure_couplings(data_config, workdir: str, teacher, teacher_params, mesh):
+  """The data section with ``directory`` resolved, after writing any missing shards.
+
+  Shape and number of classes come from ``data.source``, the data set the teacher models.
+  """
+  from fastgen import data  # The data package imports this module's reader.
+  if teacher is None:
+    raise ValueError('data.name="couplings" solves a teacher ODE: set config.teacher.kind')
+  source = data.make_dataset(data_config.source, seed=0)
+  directory = coupling_directory(data_config, workdir)
+  write_couplings(directory, teacher, teacher_params, shape=source.shape,
+                  num_classes=source.num_classes, num_pairs=data_config.num_pairs,
+                  shard_size=data_config.shard_size, ode_steps=data_config.ode_steps,
+                  ode_method=data_config.get('ode_method', 'heun'),
+                  seed=data_config.get('coupling_seed', 0), mesh=mesh)
+  resolved = data_config.copy_and_resolve_references()
+  with resolved.unlocked():
+    resolved.directory = directory
+  return resolved
