@@ -7,9 +7,10 @@ For every rule it trains ``configs/<rule>_<data>.py`` (optionally shortened) in
 ``runs/rules_table/<rule>_<data>``, then evaluates the EMA student at 1, 2 and 4 steps with the
 config's evaluator (gmm2d: exact Fréchet distance and sliced Wasserstein to the known mixture;
 digits: FID in the shipped digits-classifier features) and the teacher's Heun sampler at 18 steps
-(35 NFE). Teacher evaluations are counted by tracing one train step with a counting wrapper around
-the teacher (network calls per sample per step, times batch size and steps). Prints a markdown
-table and writes it as JSON next to this script (``results/rules_<data>.json``), after each rule;
+(35 NFE). Teacher evaluations are counted by tracing each group's loss with a counting wrapper
+around the teacher (network calls per sample, weighted by the share of steps that update the group,
+times batch size and steps), plus the teacher-ODE solves of a coupling data set (DMD's regression
+pairs). Prints a markdown table and writes it as JSON next to this script (``results/rules_<data>.json``), after each rule;
 rows of rules not named by ``--rules`` are kept from an earlier run.
 
 Progressive distillation's k-step figures come from the in-loop evaluation at the end of the
@@ -31,11 +32,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fastgen import evaluate, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('sid', 'cd', 'ct', 'pd')
+RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'pd')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,18 +54,35 @@ class _CountingTeacher:
     return getattr(self.teacher, name)
 
 
-def teacher_calls_per_sample(experiment) -> int:
-  """Teacher network evaluations per training sample in one step (0 for teacher-free rules)."""
+def teacher_calls_per_sample(experiment, num_steps: int) -> float:
+  """Teacher network evaluations per training sample per step, averaged over ``num_steps`` steps
+  (0 for teacher-free rules): each group's loss is traced with a counting teacher and weighted by
+  the share of steps that update the group (two time-scale rules skip some)."""
   objective = experiment.objective
   if getattr(objective, 'teacher', None) is None:
     return 0
-  calls = []
-  counting = dataclasses.replace(objective, teacher=_CountingTeacher(objective.teacher, calls))
-  step = train.make_train_step(counting, experiment.optimizer, 0.999, False)
+  state = experiment.abstract_state()
   batch = sharding.global_batch(next(experiment.data), experiment.mesh)
-  jax.eval_shape(step, experiment.abstract_state(), experiment.teacher_params, batch,
-                 experiment.train_rng)
-  return len(calls)
+  total = 0.0
+  for group in objective.groups:
+    calls = []
+    counting = dataclasses.replace(objective, teacher=_CountingTeacher(objective.teacher, calls))
+    jax.eval_shape(lambda params, group=group, counting=counting: counting.loss(
+        group, params, state['ema'], experiment.teacher_params, batch, experiment.train_rng,
+        jnp.zeros((), jnp.int32)), state['params'])
+    share = (np.mean([bool(objective.updates(group, step)) for step in range(num_steps)])
+             if hasattr(objective, 'updates') else 1.0)
+    total += len(calls) * share
+  return total
+
+
+def coupling_teacher_evals(config) -> int:
+  """Teacher evaluations spent on a coupling data set: pairs x Heun's 2 n - 1 (Euler: n)."""
+  if config.data.name != 'couplings':
+    return 0
+  per_pair = (2 * config.data.ode_steps - 1 if config.data.get('ode_method', 'heun') == 'heun'
+              else config.data.ode_steps)
+  return config.data.num_pairs * per_pair
 
 
 def _round_end_metrics(workdir: str, objective, ks) -> dict:
@@ -85,7 +104,7 @@ def _round_end_metrics(workdir: str, objective, ks) -> dict:
   return metrics
 
 
-def run_rule(rule: str, data: str, num_steps: int | None, ks) -> dict:
+def run_rule(rule: str, data: str, num_steps: int | None, ks, runs: str) -> dict:
   config = importlib.import_module(f'configs.{rule}_{data}').get_config()
   config.train.sample_every = 0
   config.eval.update(every=0, steps=tuple(ks))
@@ -101,22 +120,23 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks) -> dict:
   progressive = 'steps_per_round' in config.objective
   if progressive:
     config.eval.every = config.objective.steps_per_round
-  workdir = os.path.join(REPO, 'runs', 'rules_table', f'{rule}_{data}')
+  workdir = os.path.join(runs, f'{rule}_{data}')
   shutil.rmtree(workdir, ignore_errors=True)
   start = time.time()
   state = train.train_and_evaluate(config, workdir)
   seconds = time.time() - start
-  experiment = train.Experiment(config)
+  experiment = train.Experiment(config, workdir)
   evaluator = evaluate.RunEvaluator(experiment)
   metrics = evaluator.evaluate(train.sampling_params(state))
   if progressive:
     metrics.update(_round_end_metrics(workdir, experiment.objective, ks))
   trained = experiment.objective.groups
   params = sum(x.size for g in trained[:1] for x in jax.tree.leaves(state['params'][g]))
-  calls = teacher_calls_per_sample(experiment)
+  calls = teacher_calls_per_sample(experiment, config.train.num_steps)
   return {'rule': rule, 'train_steps': config.train.num_steps, 'train_seconds': seconds,
           'ema_decay': config.train.ema_decay,
-          'teacher_evals': calls * config.data.batch_size * config.train.num_steps,
+          'teacher_evals': (calls * config.data.batch_size * config.train.num_steps +
+                            coupling_teacher_evals(config)),
           'student_params': int(params), **metrics}
 
 
@@ -145,6 +165,8 @@ def main():
   parser.add_argument('--data', choices=('gmm2d', 'digits'), default='gmm2d')
   parser.add_argument('--rules', default=','.join(RULES))
   parser.add_argument('--num_steps', type=int, default=0, help='shorten every run (0: config)')
+  parser.add_argument('--runs', default=os.path.join(REPO, 'runs', 'rules_table'),
+                      help='where the runs\' workdirs go')
   args = parser.parse_args()
   ks = (1, 2, 4)
   out = os.path.join(REPO, 'experiments', 'results', f'rules_{args.data}.json')
@@ -154,7 +176,7 @@ def main():
     with open(out) as f:
       rows = {r['rule']: r for r in json.load(f)['rows']}
   for rule in args.rules.split(','):
-    rows[rule] = run_rule(rule, args.data, args.num_steps, ks)
+    rows[rule] = run_rule(rule, args.data, args.num_steps, ks, args.runs)
     ordered = [rows[r] for r in RULES if r in rows]
     with open(out, 'w') as f:
       json.dump({'device': jax.devices()[0].device_kind, 'rows': ordered}, f, indent=2)
