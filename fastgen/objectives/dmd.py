@@ -46,6 +46,10 @@ generator itself (no gradient) from pure noise, x_{i+1} = G(x_i, sigma_i) + sigm
 each example trains at a uniformly drawn i. Sampling in k steps walks the same grid
 (re-noise, denoise); other step counts use their own grid, as SiD's multistep extension.
 
+f-distill (Xu et al. 2025): ``divergence`` 'forward_kl' or 'js' weights each example's
+distribution-matching gradient by h(r) of the density ratio the GAN head estimates
+(:func:`f_divergence_weight`); 'reverse_kl' is DMD.
+
 Not in this implementation: DMD's and DMD2's LPIPS (squared L2 instead), DMD2's strided conv head
 (a two-layer dense head on the flattened bottleneck instead) and its separate uniform noise
 levels for the classifier (the fake score's log-normal sigma instead), classifier-free guidance
@@ -62,6 +66,9 @@ from fastgen import diffusion
 from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import fake_score
+
+
+COUPLING_SIGMA_MAX = 80.0  # where fastgen.couplings starts the teacher ODE (its default)
 
 
 def dmd_sigma(rng, shape, u_min=0.02, u_max=0.98, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -84,6 +91,28 @@ def distribution_matching_loss(x_g, f_real, f_fake):
   return 0.5 * jnp.mean((x_g - target) ** 2, axis=axes)
 
 
+DIVERGENCES = ('reverse_kl', 'forward_kl', 'js')
+
+
+def f_divergence_weight(logits, divergence: str):
+  """f-distill's weighting (Xu et al. 2025, "One-step Diffusion Models with f-Divergence
+  Distribution Matching", §3): the gradient of D_f(p || q_theta) is DMD's with each sample weighted
+  by h(r) = f''(r) r^2 at the density ratio r = p / q_theta, estimated by the GAN discriminator as
+  r = D / (1 - D) = exp(logit). reverse KL (f = -log r, DMD): h = 1; forward KL (f = r log r):
+  h = r; Jensen-Shannon: h = r / (1 + r) = sigmoid(logit). Normalised to mean 1 over the batch
+  (fastgen's choice: the distribution-matching gradient keeps DMD's scale). logits: [B, positions]."""
+  logit = jnp.mean(logits, axis=-1)
+  if divergence == 'reverse_kl':
+    weight = jnp.ones_like(logit)
+  elif divergence == 'forward_kl':
+    weight = jax.nn.softmax(logit)  # exp(logit), up to the normalisation below
+  elif divergence == 'js':
+    weight = jax.nn.sigmoid(logit)
+  else:
+    raise ValueError(f'unknown divergence {divergence!r}; known: {", ".join(DIVERGENCES)}')
+  return jax.lax.stop_gradient(weight / jnp.mean(weight))
+
+
 @dataclasses.dataclass(frozen=True)
 class DMD:
   """DMD / DMD2 generator in ``student_steps`` steps; groups 'fake_score' then 'generator'."""
@@ -101,6 +130,7 @@ class DMD:
   gan_generator_weight: float = 0.0    # DMD2's generator GAN weight (ImageNet-64: 3e-3)
   gan_discriminator_weight: float = 0.0  # DMD2's classifier weight (ImageNet-64: 1e-2)
   head_hidden: int = 256
+  divergence: str = 'reverse_kl'       # f-distill's weighting (forward_kl, js need the GAN head)
   fake_score_updates_per_generator_update: int = 1  # DMD2's TTUR ratio (ImageNet-64: 5)
   p_mean: float = -1.2          # fake-score EDM loss noise distribution
   p_std: float = 1.2
@@ -115,10 +145,21 @@ class DMD:
     if self.regression_weight > 0 and self.student_steps > 1:
       raise ValueError('objective.regression_weight > 0 (DMD) trains a one-step generator on '
                        'noise -> teacher-sample pairs: set objective.student_steps=1')
+    if self.regression_weight > 0 and self.sigma_gen != COUPLING_SIGMA_MAX:
+      raise ValueError(f'objective.sigma_gen={self.sigma_gen}: the regression pairs start their '
+                       f'teacher ODE at sigma_max = {COUPLING_SIGMA_MAX} (fastgen.couplings), so '
+                       f'the generator must take its noise there too')
     if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
       raise ValueError('the GAN term needs both objective.gan_generator_weight and '
                        'objective.gan_discriminator_weight > 0 (or both 0), got '
                        f'{self.gan_generator_weight} and {self.gan_discriminator_weight}')
+    if self.divergence not in DIVERGENCES:
+      raise ValueError(f'unknown objective.divergence {self.divergence!r}; known: '
+                       f'{", ".join(DIVERGENCES)}')
+    if self.divergence != 'reverse_kl' and not self.adversarial:
+      raise ValueError(f'objective.divergence={self.divergence!r} weights by the density ratio '
+                       'the GAN discriminator estimates: set objective.gan_generator_weight and '
+                       'gan_discriminator_weight > 0')
     if not 0.0 <= self.u_min < self.u_max <= 1.0:
       raise ValueError(f'objective.u_min={self.u_min}, u_max={self.u_max}: need '
                        '0 <= u_min < u_max <= 1')
@@ -210,7 +251,11 @@ class DMD:
       f_fake, features = self.denoiser.with_features(fake['denoiser'], x_t, sigma, labels)
     else:
       f_fake = self.denoiser(fake['denoiser'], x_t, sigma, labels)
-    matching = jnp.mean(distribution_matching_loss(x_g, f_real, f_fake))
+    matching = distribution_matching_loss(x_g, f_real, f_fake)
+    if self.adversarial:
+      logits = fake_score.discriminator_logits(features, fake['head'])
+      matching = matching * f_divergence_weight(logits, self.divergence)
+    matching = jnp.mean(matching)
     loss, metrics = matching, {'distribution_matching_loss': matching}
     if self.regression_weight > 0:
       if 'noise' not in batch:
@@ -223,7 +268,6 @@ class DMD:
       metrics['regression_loss'] = regression
       loss = loss + self.regression_weight * regression
     if self.adversarial:
-      logits = fake_score.discriminator_logits(features, fake['head'])
       adversarial = jnp.mean(fake_score.generator_adversarial_loss(logits))
       metrics['adversarial_loss'] = adversarial
       loss = loss + self.gan_generator_weight * adversarial

@@ -32,11 +32,14 @@ def _batch(num=64):
   return {'x': x, 'noise': x, 'label': jnp.zeros((num,), jnp.int32)}
 
 
-def _generator_grad_norm(objective, params, teacher_params):
-  def loss(generator_params):
+def _generator_grad_norm(objective):
+  """``(params, teacher_params) -> |grad of the generator's loss|`` (one compile per objective)."""
+  def loss(generator_params, params, teacher_params):
     return objective.loss('generator', {**params, 'generator': generator_params}, None,
                           teacher_params, _batch(), jax.random.key(3), 0)[0]
-  return float(optax.tree.norm(jax.jit(jax.grad(loss))(params['generator'])))
+  grad = jax.jit(lambda params, teacher_params: optax.tree.norm(
+      jax.grad(loss)(params['generator'], params, teacher_params)))
+  return lambda params, teacher_params: float(grad(params, teacher_params))
 
 
 def test_distribution_matching_gradient_vanishes_when_fake_score_equals_teacher():
@@ -46,11 +49,12 @@ def test_distribution_matching_gradient_vanishes_when_fake_score_equals_teacher(
   params = jax.jit(objective.init)(jax.random.key(1), _batch(), teacher_params)  # f_fake = f_real
   # Zero, although the generator (the teacher's denoiser at sigma = 80) is far from the teacher's
   # distribution: the gradient is mu_fake - mu_real. A small change of mu_fake gives one.
-  assert _generator_grad_norm(objective, params, teacher_params) < 1e-7
+  grad_norm = _generator_grad_norm(objective)
+  assert grad_norm(params, teacher_params) < 1e-7
   rng = np.random.default_rng(2)
   perturbed = {**params, 'fake_score': jax.tree.map(
       lambda p: p + 0.05 * rng.standard_normal(p.shape).astype(np.float32), params['fake_score'])}
-  assert _generator_grad_norm(objective, perturbed, teacher_params) > 1e-4
+  assert grad_norm(perturbed, teacher_params) > 1e-4
 
 
 def test_distribution_matching_loss_has_dmds_gradient():
@@ -58,6 +62,15 @@ def test_distribution_matching_loss_has_dmds_gradient():
   grad = jax.grad(lambda x: jnp.sum(dmd.distribution_matching_loss(x, f_real, f_fake)))(x_g)
   weight = jnp.mean(jnp.abs(x_g - f_real), axis=1, keepdims=True)
   np.testing.assert_allclose(grad, (f_fake - f_real) / weight / 5, rtol=1e-5)
+
+
+def test_f_divergence_weights_are_f_second_derivative_times_ratio_squared():
+  # h(r) = f''(r) r^2 at r = exp(logit): reverse KL 1, forward KL r, JS r / (1 + r); mean 1.
+  logits = jnp.array([[-1.0], [0.0], [2.0]])
+  r = jnp.exp(logits[:, 0])
+  for divergence, h in [('reverse_kl', jnp.ones(3)), ('forward_kl', r), ('js', r / (1 + r))]:
+    np.testing.assert_allclose(dmd.f_divergence_weight(logits, divergence), h / jnp.mean(h),
+                               rtol=1e-6)
 
 
 def test_two_time_scale_updates_leave_a_skipped_generator_untouched():
@@ -85,6 +98,9 @@ def test_two_time_scale_updates_leave_a_skipped_generator_untouched():
     (dict(regression_weight=0.25, student_steps=2), 'student_steps=1'),
     (dict(gan_generator_weight=1e-3), 'gan_discriminator_weight'),
     (dict(fake_score_updates_per_generator_update=0), 'must be >= 1'),
+    (dict(regression_weight=0.25, sigma_gen=2.5), 'sigma_max = 80'),
+    (dict(divergence='js'), 'density ratio'),
+    (dict(divergence='hellinger'), 'unknown objective.divergence'),
 ])
 def test_bad_options_are_refused(options, message):
   with pytest.raises(ValueError, match=message):
@@ -94,10 +110,11 @@ def test_bad_options_are_refused(options, message):
 def test_regression_needs_the_coupling_data_set():
   teacher, teacher_params = teachers.analytic_teacher('gmm2d')
   objective = dmd.DMD(_mlp_denoiser(), teacher, init_from_teacher=False, regression_weight=0.25)
-  params = jax.jit(objective.init)(jax.random.key(0), _batch(), teacher_params)
+  params = jax.eval_shape(objective.init, jax.random.key(0), _batch(), teacher_params)
   batch = {k: v for k, v in _batch().items() if k != 'noise'}
   with pytest.raises(ValueError, match="data.name='couplings'"):
-    objective.loss('generator', params, None, teacher_params, batch, jax.random.key(1), 0)
+    jax.eval_shape(lambda p: objective.loss('generator', p, None, teacher_params, batch,
+                                            jax.random.key(1), 0), params)
 
 
 @pytest.mark.parametrize('config_module', [dmd_gmm2d, dmd2_gmm2d])
@@ -140,13 +157,28 @@ def _distil(tmp_path, config, *overrides):
 
 @pytest.mark.parametrize('config, overrides', [
     # DMD: distribution matching + regression on 16k teacher-ODE pairs, 1000 steps. Measured:
-    # FD 0.0015, SWD 0.047; teacher Heun-35 FD 0.0017, SWD 0.034; floor FD 0.0004, SWD 0.020.
+    # FD 0.0015, SWD 0.047.
     ('dmd_gmm2d', ('--config.train.num_steps=1000', '--config.eval.every=1000')),
-    # DMD2: distribution matching + GAN, the generator updated every 5th step, 1500 steps.
-    ('dmd2_gmm2d', ('--config.train.num_steps=1500', '--config.eval.every=1500')),
+    # DMD2's losses (distribution matching + GAN, no regression) with the generator updated at
+    # every step, 1500 steps (its two time-scale schedule is checked exactly above, and with the
+    # full config in the slow test). Measured after 1000 steps: FD 0.0025, SWD 0.056.
+    ('dmd2_gmm2d', ('--config.train.num_steps=1500', '--config.eval.every=1500',
+                    '--config.objective.fake_score_updates_per_generator_update=1')),
 ])
 def test_short_run_reaches_the_teacher_on_gmm2d(tmp_path, config, overrides):
+  # Teacher Heun-35: FD 0.0017, SWD 0.034; 10k exact samples: FD 0.0004, SWD 0.020. The untrained
+  # generator (all samples near 0): FD 1.6, SWD 0.9.
   final = _distil(tmp_path, config, '--config.optim.lr=3e-4', '--config.train.ema_decay=0.995',
                   '--config.train.checkpoint_every=100000', *overrides)
   assert final['eval/fd_1step'] < final['eval/fd_teacher'] + 0.002
   assert final['eval/swd_1step'] < 1.7 * final['eval/swd_teacher']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', ['dmd_gmm2d', 'dmd2_gmm2d'])
+def test_full_gmm2d_config_reaches_the_teacher(tmp_path, config):
+  # The configs as shipped (DMD2 with 5 fake-score updates per generator update); numbers in
+  # experiments/results/rules_gmm2d.json.
+  final = _distil(tmp_path, config)
+  assert final['eval/fd_1step'] < final['eval/fd_teacher'] + 0.001
+  assert final['eval/swd_1step'] < 1.5 * final['eval/swd_teacher']
