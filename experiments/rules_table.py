@@ -7,9 +7,10 @@ For every rule it trains ``configs/<rule>_<data>.py`` (optionally shortened) in
 ``runs/rules_table/<rule>_<data>`` (``--runs_dir``), then evaluates the EMA student at 1, 2 and 4
 steps with the config's evaluator (gmm2d: exact Fréchet distance and sliced Wasserstein to the known mixture;
 digits: FID in the shipped digits-classifier features) and the teacher's Heun sampler at 18 steps
-(35 NFE). Teacher evaluations are counted by tracing one train step with a counting wrapper around
-the teacher (network calls per sample per step, times batch size and steps). Prints a markdown
-table and writes it as JSON next to this script (``results/rules_<data>.json``), after each rule;
+(35 NFE). Teacher evaluations are counted by tracing each group's loss with a counting wrapper
+around the teacher (network calls per sample, weighted by the share of steps that update the group,
+times batch size and steps), plus the teacher-ODE solves of a coupling data set (DMD's regression
+pairs). Prints a markdown table and writes it as JSON next to this script (``results/rules_<data>.json``), after each rule;
 rows of rules not named by ``--rules`` are kept from an earlier run.
 
 Rectified-flow rules train on the teacher's ODE couplings (``data.name='couplings'``), solved at
@@ -36,11 +37,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fastgen import evaluate, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('sid', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')
+RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')
 # Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow'.
 TEACHER_RULE = {'instaflow': 'reflow'}
 
@@ -59,18 +61,26 @@ class _CountingTeacher:
     return getattr(self.teacher, name)
 
 
-def teacher_calls_per_sample(experiment) -> int:
-  """Teacher network evaluations per training sample in one step (0 for teacher-free rules)."""
+def teacher_calls_per_sample(experiment, num_steps: int) -> float:
+  """Teacher network evaluations per training sample per step, averaged over ``num_steps`` steps
+  (0 for teacher-free rules): each group's loss is traced with a counting teacher and weighted by
+  the share of steps that update the group (two time-scale rules skip some)."""
   objective = experiment.objective
   if getattr(objective, 'teacher', None) is None:
     return 0
-  calls = []
-  counting = dataclasses.replace(objective, teacher=_CountingTeacher(objective.teacher, calls))
-  step = train.make_train_step(counting, experiment.optimizer, 0.999, False)
+  state = experiment.abstract_state()
   batch = sharding.global_batch(next(experiment.data), experiment.mesh)
-  jax.eval_shape(step, experiment.abstract_state(), experiment.teacher_params, batch,
-                 experiment.train_rng)
-  return len(calls)
+  total = 0.0
+  for group in objective.groups:
+    calls = []
+    counting = dataclasses.replace(objective, teacher=_CountingTeacher(objective.teacher, calls))
+    jax.eval_shape(lambda params, group=group, counting=counting: counting.loss(
+        group, params, state['ema'], experiment.teacher_params, batch, experiment.train_rng,
+        jnp.zeros((), jnp.int32)), state['params'])
+    share = (np.mean([bool(objective.updates(group, step)) for step in range(num_steps)])
+             if hasattr(objective, 'updates') else 1.0)
+    total += len(calls) * share
+  return total
 
 
 def coupling_teacher_evals(config) -> int:
@@ -139,7 +149,7 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
     metrics.update(_round_end_metrics(workdir, experiment.objective, ks))
   trained = experiment.objective.groups
   params = sum(x.size for g in trained[:1] for x in jax.tree.leaves(state['params'][g]))
-  calls = teacher_calls_per_sample(experiment)
+  calls = teacher_calls_per_sample(experiment, config.train.num_steps)
   row = {'rule': rule, 'train_steps': config.train.num_steps, 'train_seconds': seconds,
          'ema_decay': config.train.ema_decay,
          'teacher_evals': (calls * config.data.batch_size * config.train.num_steps +

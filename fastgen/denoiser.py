@@ -43,9 +43,15 @@ class Network:
     sigma = jnp.ones(x.shape[:1], jnp.float32)
     return self.net.init({'params': rng}, x, sigma, labels, train=False)['params']
 
-  def _apply(self, params, x_in, noise_cond, labels, train, rng):
+  def _apply(self, params, x_in, noise_cond, labels, train, rng, with_features=False):
+    """F(x_in, noise_cond, labels), or ``(F, features)`` with the array the network sows as
+    ``('intermediates', 'features')`` (MLP trunk, U-Net bottleneck)."""
     rngs = {'dropout': rng} if (train and rng is not None) else None
-    return self.net.apply({'params': params}, x_in, noise_cond, labels, train=train, rngs=rngs)
+    if not with_features:
+      return self.net.apply({'params': params}, x_in, noise_cond, labels, train=train, rngs=rngs)
+    out, state = self.net.apply({'params': params}, x_in, noise_cond, labels, train=train,
+                                rngs=rngs, mutable=['intermediates'])
+    return out, state['intermediates']['features'][-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,16 +67,29 @@ class Denoiser(Network):
 
   def __call__(self, params, x, sigma, labels=None, *, train=False, rng=None) -> jax.Array:
     """x0_hat = D(x, sigma) ~= E[x0 | x], for x = x0 + sigma eps and sigma of shape [B] or []."""
+    return self._denoise(params, x, sigma, labels, train, rng, with_features=False)
+
+  def with_features(self, params, x, sigma, labels=None, *, train=False, rng=None):
+    """``(D(x, sigma), features)``: the denoiser and the network's sown features (the MLP's
+    trunk [B, hidden], the U-Net's bottleneck [B, h, w, C]), from one network call."""
+    return self._denoise(params, x, sigma, labels, train, rng, with_features=True)
+
+  def _denoise(self, params, x, sigma, labels, train, rng, with_features):
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
     if self.parameterization != 'flow':
       c_skip, c_out, c_in, c_noise = self.preconditioning(sigma)
-      f = self._apply(params, diffusion.expand_like(c_in, x) * x, c_noise, labels, train, rng)
-      return (diffusion.expand_like(c_skip, x) * x +
-              diffusion.expand_like(c_out, x) * f.astype(x.dtype))
-    t = diffusion.sigma_to_flow_t(sigma)
-    x_t = diffusion.edm_to_flow(x, sigma)
-    v = self._apply(params, x_t, FLOW_NOISE_SCALE * t, labels, train, rng).astype(x.dtype)
-    return diffusion.velocity_to_x0(x_t, t, v)
+      out = self._apply(params, diffusion.expand_like(c_in, x) * x, c_noise, labels, train, rng,
+                        with_features)
+      f, features = out if with_features else (out, None)
+      x0_hat = (diffusion.expand_like(c_skip, x) * x +
+                diffusion.expand_like(c_out, x) * f.astype(x.dtype))
+    else:
+      t = diffusion.sigma_to_flow_t(sigma)
+      x_t = diffusion.edm_to_flow(x, sigma)
+      out = self._apply(params, x_t, FLOW_NOISE_SCALE * t, labels, train, rng, with_features)
+      v, features = out if with_features else (out, None)
+      x0_hat = diffusion.velocity_to_x0(x_t, t, v.astype(x.dtype))
+    return (x0_hat, features) if with_features else x0_hat
 
   def preconditioning(self, sigma):
     """(c_skip, c_out, c_in, c_noise) of D = c_skip x + c_out F(c_in x; c_noise) (EDM Eq. 7)."""

@@ -61,34 +61,56 @@ def make_train_step(objective, optimizer, ema_decay: float, skip_nonfinite: bool
   """``train_step(state, teacher_params, batch, rng) -> (state, metrics)``.
 
   For each group in ``objective.groups`` (in order, each seeing the groups updated before it):
-  loss -> gradient w.r.t. that group only -> optax update. Then every EMA moves toward the new
+  loss -> gradient w.r.t. that group only -> optax update -> that group's EMA moves toward its new
   params. A non-finite loss or gradient is reported in ``metrics['<group>/finite']``; with
   ``skip_nonfinite`` the update of that group is dropped instead of applied.
+
+  An objective with a method ``updates(group, step) -> bool`` (jit-compatible) schedules its
+  groups, e.g. two time-scale updates: where it is False the group's loss is not computed and its
+  params, optimizer state and EMA stay exactly as they were (``jax.lax.cond``); its metrics then
+  read 0 and ``metrics['<group>/updated']`` 0.
   """
+  scheduled = hasattr(objective, 'updates')
+
   def train_step(state, teacher_params, batch, rng):
     rng = jax.random.fold_in(rng, state['step'])
-    params, opt_state, out = dict(state['params']), dict(state['opt_state']), {}
+    params, opt_state, ema = dict(state['params']), dict(state['opt_state']), dict(state['ema'])
+    out = {}
     if hasattr(objective, 'refresh'):  # schedule-driven changes, e.g. a new distillation round
       params = objective.refresh(params, state['ema'], state['step'])
     for i, group in enumerate(objective.groups):
-      def group_loss(p, group=group, key=jax.random.fold_in(rng, i)):
-        return objective.loss(group, {**params, group: p}, state['ema'], teacher_params, batch,
-                              key, state['step'])
-      (loss, aux), grads = jax.value_and_grad(group_loss, has_aux=True)(params[group])
-      updates, new_opt_state = optimizer.update(grads, opt_state[group], params[group])
-      new_params = optax.apply_updates(params[group], updates)
-      grad_norm = optax.global_norm(grads)
-      finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-      if skip_nonfinite:
-        keep = lambda new, old: jnp.where(finite, new, old)
-        new_params = jax.tree.map(keep, new_params, params[group])
-        new_opt_state = jax.tree.map(keep, new_opt_state, opt_state[group])
-      params[group], opt_state[group] = new_params, new_opt_state
-      out.update({f'{group}/{k}': v for k, v in aux.items()})
-      out[f'{group}/grad_norm'] = grad_norm
-      out[f'{group}/finite'] = finite
-    ema = jax.tree.map(lambda e, p: e + (1.0 - ema_decay) * (p - e), state['ema'],
-                       {g: params[g] for g in objective.groups})
+      def update(group_state, group=group, key=jax.random.fold_in(rng, i)):
+        group_params, group_opt_state, group_ema = group_state
+        def group_loss(p):
+          return objective.loss(group, {**params, group: p}, state['ema'], teacher_params, batch,
+                                key, state['step'])
+        (loss, aux), grads = jax.value_and_grad(group_loss, has_aux=True)(group_params)
+        updates, new_opt_state = optimizer.update(grads, group_opt_state, group_params)
+        new_params = optax.apply_updates(group_params, updates)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if skip_nonfinite:
+          keep = lambda new, old: jnp.where(finite, new, old)
+          new_params = jax.tree.map(keep, new_params, group_params)
+          new_opt_state = jax.tree.map(keep, new_opt_state, group_opt_state)
+        new_ema = jax.tree.map(lambda e, p: e + (1.0 - ema_decay) * (p - e), group_ema,
+                               new_params)
+        return (new_params, new_opt_state, new_ema), {**aux, 'grad_norm': grad_norm,
+                                                      'finite': finite}
+
+      group_state = (params[group], opt_state[group], ema[group])
+      if scheduled:
+        def keep_all(group_state, update=update):
+          zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                               jax.eval_shape(update, group_state)[1])
+          return group_state, {**zeros, 'finite': jnp.array(True)}
+        updated = jnp.asarray(objective.updates(group, state['step']))
+        group_state, metrics = jax.lax.cond(updated, update, keep_all, group_state)
+        metrics['updated'] = updated.astype(jnp.float32)
+      else:
+        group_state, metrics = update(group_state)
+      params[group], opt_state[group], ema[group] = group_state
+      out.update({f'{group}/{k}': v for k, v in metrics.items()})
     return {'step': state['step'] + 1, 'params': params, 'ema': ema, 'opt_state': opt_state}, out
   return train_step
 

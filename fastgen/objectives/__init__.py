@@ -3,12 +3,13 @@
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import (consistency, edm, flow_matching, instaflow, progressive, reflow,
-                                sid, slimflow)
+from fastgen.objectives import (consistency, dmd, edm, flow_matching, instaflow, progressive,
+                                reflow, sid, slimflow)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
     'ct': consistency.ConsistencyTraining,
+    'dmd': dmd.DMD,
     'edm': edm.EDM,
     'flow_matching': flow_matching.FlowMatching,
     'instaflow': instaflow.InstaFlow,

@@ -31,6 +31,9 @@ class Objective(Protocol):
 
   # Optional: ``refresh(params, ema_params, step) -> params``, called at the start of every step
   # (jit-compatible), for schedule-driven changes such as starting a new distillation round.
+  # Optional: ``updates(group, step) -> bool`` (jit-compatible): whether ``group`` trains at this
+  # step; where not, its params, optimizer state and EMA stay exactly as they were (two
+  # time-scale updates, e.g. DMD2).
 
   def sample(self, params: dict[str, Params], teacher_params: Params, rng: jax.Array,
              labels: jax.Array | None, shape: tuple[int, ...], num_steps: int) -> jax.Array:

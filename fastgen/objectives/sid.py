@@ -29,6 +29,25 @@ Data-free: only the teacher's denoiser f_phi = D_teacher is used. Two trainable 
 If f_psi = f_phi as functions (p_theta matches the teacher at every sigma), f_phi - f_psi is zero
 for every theta, and so is L_theta's gradient: only the mismatch of the two scores drives G.
 
+SiDA (Zhou et al. 2025, "Adversarial Score identity Distillation: Rapidly Surpassing the Teacher
+in One Step", ICLR 2025, §3; official code ``sida/sida_loss.py``) is the option
+``gan_generator_weight = lambda_G > 0``, ``gan_discriminator_weight = lambda_D > 0``: the fake
+score's network doubles as a parameter-free discriminator, logits = the channel mean of its
+features (:mod:`fastgen.objectives.fake_score`), trained on real data (the run's data set,
+``batch['x']``). Per example, with D the data dimension,
+
+  fake score:  lambda(sigma) mean_d ||f_psi - x_g||^2
+               + lambda_D lambda(sigma) [BCE(real -> 1) + BCE(x_g -> 0)] / (2 D),
+  generator:   L_theta + lambda_G D BCE(x_g -> 1) / w   (logits clipped to [-10, 10]),
+
+both BCEs averaged over feature positions, real and generated samples noised with the same sigma
+and eps. This is the official loss in this module's units: the official fake-score loss is
+``ls`` sum_d (...) + ``lsd`` lambda(sigma) (BCE_r + BCE_f) / 2 and the generator's
+0.5 ``lsg`` sum_d L_theta + 0.5 ``lsg_gan`` D BCE / w, so lambda_D = lsd / ls and
+lambda_G = lsg_gan / lsg (CIFAR-10: 1 and 0.01 / 100 = 1e-4). Differences: the BCE is per example
+where the official code takes the batch mean before dividing by w, and generated samples get
+uniform labels where the official code reuses the real batch's labels.
+
 Labels of class-conditional students are drawn uniformly (the official code reads them from the
 data set); the batch only sets the batch size. Initialisation: generator and fake score both
 start from the teacher's params (as in the paper) when the teacher is a network with the
@@ -39,6 +58,7 @@ impossible is an error, never a silent fallback.
 """
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -46,7 +66,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion
 from fastgen.denoiser import Denoiser
-from fastgen.objectives import edm
+from fastgen.objectives import fake_score
 
 
 def sid_sigma(rng, shape, tmax, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -57,27 +77,25 @@ def sid_sigma(rng, shape, tmax, sigma_min=0.002, sigma_max=80.0, rho=7.0):
   return (hi + (1.0 - t) * (lo - hi)) ** rho
 
 
+def sid_normaliser(x_g, f_real):
+  """w = sg(max(mean_d |x_g - f_phi(x_t, sigma)|, 1e-5)), shaped [B, 1, ...] (DMD's omega(t))."""
+  axes = tuple(range(1, x_g.ndim))
+  return jax.lax.stop_gradient(
+      jnp.clip(jnp.mean(jnp.abs(x_g - f_real), axis=axes, keepdims=True), 1e-5))
+
+
 def generator_loss(f_real, f_fake, x_g, alpha):
   """Per-example SiD generator loss, summed over dimensions:
   [(f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2] / sg(mean_d |x_g - f_phi|)."""
-  axes = tuple(range(1, x_g.ndim))
-  weight = jax.lax.stop_gradient(
-      jnp.clip(jnp.mean(jnp.abs(x_g - f_real), axis=axes, keepdims=True), 1e-5))
   diff = f_real - f_fake
-  return jnp.sum(diff * ((f_real - x_g) - alpha * diff) / weight, axis=axes)
-
-
-def _same_tree(a, b) -> bool:
-  """Whether two param trees have the same structure and the same leaf shapes and dtypes."""
-  if jax.tree.structure(a) != jax.tree.structure(b):
-    return False
-  return all(x.shape == y.shape and x.dtype == y.dtype
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return jnp.sum(diff * ((f_real - x_g) - alpha * diff) / sid_normaliser(x_g, f_real),
+                 axis=tuple(range(1, x_g.ndim)))
 
 
 @dataclasses.dataclass(frozen=True)
 class SiD:
-  """One-step generator distilled by SiD; groups 'fake_score' then 'generator'."""
+  """One-step generator distilled by SiD (SiDA with the GAN weights); groups 'fake_score' then
+  'generator'."""
   denoiser: Denoiser            # architecture of both the generator and the fake score
   teacher: Any                  # f_phi: teacher(teacher_params, x, sigma, labels) -> x0_hat
   alpha: float = 1.2
@@ -89,27 +107,29 @@ class SiD:
   p_mean: float = -1.2          # fake-score EDM loss noise distribution
   p_std: float = 1.2
   init_from_teacher: bool = True
+  gan_generator_weight: float = 0.0      # SiDA's lambda_G (0: plain SiD)
+  gan_discriminator_weight: float = 0.0  # SiDA's lambda_D
   groups = ('fake_score', 'generator')
 
+  def __post_init__(self):
+    if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
+      raise ValueError('SiDA needs both objective.gan_generator_weight and '
+                       'objective.gan_discriminator_weight > 0 (or both 0 for plain SiD), got '
+                       f'{self.gan_generator_weight} and {self.gan_discriminator_weight}')
+
+  @property
+  def adversarial(self) -> bool:
+    return self.gan_generator_weight > 0
+
   def _labels(self, rng, batch_size):
-    num_classes = self.denoiser.num_classes
-    return jax.random.randint(rng, (batch_size,), 0, num_classes) if num_classes else None
+    return fake_score.sample_labels(rng, batch_size, self.denoiser.num_classes)
 
   def init(self, rng, batch, teacher_params):
     key_g, key_f, key_label = jax.random.split(rng, 3)
-    labels = self._labels(key_label, batch['x'].shape[0])
-    if not self.init_from_teacher:
-      return {'generator': self.denoiser.init(key_g, batch['x'], labels),
-              'fake_score': self.denoiser.init(key_f, batch['x'], labels)}
-    student = jax.eval_shape(self.denoiser.init, key_g, batch['x'], labels)
-    if teacher_params is None or not _same_tree(student, teacher_params):
-      raise ValueError(
-          'objective.init_from_teacher=True needs a teacher network with the student\'s '
-          'architecture (teacher params of the same tree structure and shapes as config.network '
-          'builds); this teacher differs (e.g. a closed-form mixture teacher): set '
-          '--config.objective.init_from_teacher=False or copy the teacher\'s network config')
-    return {'generator': jax.tree.map(jnp.copy, teacher_params),
-            'fake_score': jax.tree.map(jnp.copy, teacher_params)}
+    generator, fake_score_params = fake_score.init_generator_and_fake_score(
+        self.denoiser, key_g, key_f, batch['x'], self._labels(key_label, batch['x'].shape[0]),
+        teacher_params, self.init_from_teacher)
+    return {'generator': generator, 'fake_score': fake_score_params}
 
   def generate(self, generator_params, z, labels, *, train=False, rng=None):
     """x_g = G_theta(z) = D_theta(sigma_init z, sigma_init) for z ~ N(0, I)."""
@@ -124,20 +144,39 @@ class SiD:
     x_g = self.generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
                         rng=key_gen)
     if group == 'fake_score':
-      per_example = edm.denoising_loss(self.denoiser, params['fake_score'],
-                                       jax.lax.stop_gradient(x_g), labels, key_loss,
-                                       p_mean=self.p_mean, p_std=self.p_std)
-      loss = jnp.mean(per_example)
-      return loss, {'loss': loss}
+      real = batch['x'] if self.adversarial else None
+      real_labels = batch['label'] if self.denoiser.num_classes else None
+      denoising, discriminator, sigma = fake_score.fake_score_losses(
+          self.denoiser, params['fake_score'], x_g, labels, key_loss, p_mean=self.p_mean,
+          p_std=self.p_std, x_real=real, real_labels=real_labels)
+      loss = jnp.mean(denoising)
+      metrics = {}
+      if self.adversarial:  # SiDA: lambda_D lambda(sigma) (BCE_real + BCE_fake) / (2 D)
+        dims = math.prod(shape[1:])
+        weight = diffusion.edm_loss_weight(sigma, self.denoiser.sigma_data) / (2 * dims)
+        metrics = {'denoising_loss': loss, 'discriminator_loss': jnp.mean(discriminator)}
+        loss = loss + self.gan_discriminator_weight * jnp.mean(weight * discriminator)
+      return loss, {'loss': loss, **metrics}
     key_sigma, key_eps = jax.random.split(key_loss)
     sigma = sid_sigma(key_sigma, shape[:1], self.tmax, self.sigma_min, self.sigma_max, self.rho)
     x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
     teacher_labels = labels if getattr(self.teacher, 'num_classes', 0) else None
     f_real = self.teacher(teacher_params, x_t, sigma, teacher_labels)
-    f_fake = self.denoiser(params['fake_score'], x_t, sigma, labels)
-    loss = jnp.mean(generator_loss(f_real, f_fake, x_g, self.alpha))
+    if self.adversarial:
+      f_fake, features = self.denoiser.with_features(params['fake_score'], x_t, sigma, labels)
+    else:
+      f_fake = self.denoiser(params['fake_score'], x_t, sigma, labels)
+    per_example = generator_loss(f_real, f_fake, x_g, self.alpha)
+    metrics = {}
+    if self.adversarial:  # SiDA: lambda_G D BCE(G) / w, w the SiD normaliser
+      logits = jnp.clip(fake_score.discriminator_logits(features), -10.0, 10.0)
+      adversarial = fake_score.generator_adversarial_loss(logits)
+      metrics['adversarial_loss'] = jnp.mean(adversarial)
+      per_example = per_example + self.gan_generator_weight * math.prod(shape[1:]) * (
+          adversarial / sid_normaliser(x_g, f_real)[:, 0])
+    loss = jnp.mean(per_example)
     gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
-    return loss, {'loss': loss, 'score_gap': gap}
+    return loss, {'loss': loss, 'score_gap': gap, **metrics}
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
     """``num_steps=1``: x = G(z), the SiD generator. ``k > 1`` (an extension, not in the paper):

@@ -1,0 +1,289 @@
+"""Distribution Matching Distillation: DMD (Yin et al. 2024a, "One-step Diffusion with
+Distribution Matching Distillation", CVPR 2024, §3 and Algorithm 1) and DMD2 (Yin et al. 2024b,
+"Improved Distribution Matching Distillation for Fast Image Synthesis", NeurIPS 2024, §4;
+official code: github.com/tianweiy/DMD2, ``main/edm/edm_guidance.py``).
+
+Two trainable groups, in order:
+
+* ``'fake_score'`` mu_fake: the EDM denoising loss on stop-gradient generator samples
+  (:mod:`fastgen.objectives.fake_score`, shared with SiD; DMD Eq. 6), plus for DMD2 the GAN
+  classifier on the fake score's bottleneck features, real data (``batch['x']``) against
+  generator samples (DMD2 Eq. 5), weighted by ``gan_discriminator_weight``; its head's params sit
+  beside the network's in this group (``{'denoiser', 'head'}``), so the classifier's gradient
+  also trains the fake score's encoder, as in DMD2.
+* ``'generator'`` G_theta, x_g = G(z) = D_theta(sigma_gen z, sigma_gen), z ~ N(0, I)
+  (DMD2's EDM generator: the teacher's denoiser at sigma_max = 80). Its loss is the
+  distribution-matching term, DMD Eq. 7-8 in EDM variables (alpha_t = 1): at
+  x_t = x_g + sigma eps,
+
+    grad_x L_DM = (mu_fake(x_t, sigma) - mu_real(x_t, sigma)) / mean_d |x_g - mu_real(x_t, sigma)|,
+
+  the KL gradient (s_fake - s_real) times DMD's weighting omega_t = sigma^2 CS / ||mu_real - x||_1
+  (Eq. 8; the sigma^2 cancels the score's 1 / sigma^2), applied as the official code does:
+  L_DM = 0.5 mean_d ||x_g - sg(x_g - grad)||^2 per example, whose gradient w.r.t. x_g is
+  grad / D. sigma follows DMD's t ~ U[0.02 T, 0.98 T] read continuously on EDM's grid (Eq. 5):
+  u ~ U[u_min, u_max], sigma = (s_min^(1/rho) + u (s_max^(1/rho) - s_min^(1/rho)))^rho. Plus
+
+  - DMD: ``regression_weight`` lambda_reg (paper 0.25) times mean_d ||G(z_i) - y_i||^2 on
+    pre-computed pairs (z_i, y_i = teacher ODE solution from z_i) of the coupling data set
+    (``config.data.name='couplings'``: ``batch['noise']``, ``batch['x']``) -- the paper's
+    LPIPS replaced by squared L2, as for images without a feature network;
+  - DMD2: ``gan_generator_weight`` (DMD2 ImageNet-64: 3e-3) times the non-saturating GAN loss of
+    the fake score's classifier at the same x_t.
+
+If mu_fake = mu_real as functions (the generator's distribution is the teacher's at every sigma),
+grad is zero for every theta, and so is L_DM's gradient.
+
+DMD2's two time-scale update rule: ``fake_score_updates_per_generator_update`` = N updates the
+fake score every step and the generator only at steps N - 1, 2N - 1, ... (after each run of N
+fake-score updates), through the trainer's ``updates(group, step)`` schedule, which leaves the
+generator's params, Adam state and EMA untouched at the other steps (DMD2 ImageNet-64: N = 5).
+
+Multi-step student (DMD2 §4.5): ``student_steps`` = k > 1 trains G at the k noise levels
+sigma_0 = sigma_gen > ... > sigma_{k-1}, the first k points of a (k + 1)-point Karras grid from
+sigma_gen to sigma_min, with backward simulation: the input at sigma_i is made by the current
+generator itself (no gradient) from pure noise, x_{i+1} = G(x_i, sigma_i) + sigma_{i+1} eps, and
+each example trains at a uniformly drawn i. Sampling in k steps walks the same grid
+(re-noise, denoise); other step counts use their own grid, as SiD's multistep extension.
+
+f-distill (Xu et al. 2025): ``divergence`` 'forward_kl' or 'js' weights each example's
+distribution-matching gradient by h(r) of the density ratio the GAN head estimates
+(:func:`f_divergence_weight`); 'reverse_kl' is DMD.
+
+Not in this implementation: DMD's and DMD2's LPIPS (squared L2 instead), DMD2's strided conv head
+(a two-layer dense head on the flattened bottleneck instead) and its separate uniform noise
+levels for the classifier (the fake score's log-normal sigma instead), classifier-free guidance
+of the real score other than through ``guidance_scale``.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fastgen import diffusion
+from fastgen import denoiser as denoiser_lib
+from fastgen.denoiser import Denoiser
+from fastgen.objectives import fake_score
+
+
+COUPLING_SIGMA_MAX = 80.0  # where fastgen.couplings starts the teacher ODE (its default)
+
+
+def dmd_sigma(rng, shape, u_min=0.02, u_max=0.98, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+  """DMD's noise levels, t ~ U[u_min T, u_max T] on EDM's grid read continuously:
+  sigma = (s_min^(1/rho) + u (s_max^(1/rho) - s_min^(1/rho)))^rho, u ~ U[u_min, u_max]."""
+  u = jax.random.uniform(rng, shape, minval=u_min, maxval=u_max)
+  lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+  return (lo + u * (hi - lo)) ** rho
+
+
+def distribution_matching_loss(x_g, f_real, f_fake):
+  """Per-example DMD loss (DMD Eq. 7-8, official ``compute_distribution_matching_loss``):
+  0.5 mean_d ||x_g - sg(x_g - g)||^2 with g = (f_fake - f_real) / sg(mean_d |x_g - f_real|),
+  so that its gradient w.r.t. x_g is g / D; non-finite entries of g count as 0."""
+  axes = tuple(range(1, x_g.ndim))
+  weight = jnp.mean(jnp.abs(x_g - f_real), axis=axes, keepdims=True)
+  grad = jax.lax.stop_gradient(jnp.nan_to_num((f_fake - f_real) / weight, nan=0.0, posinf=0.0,
+                                               neginf=0.0))
+  target = jax.lax.stop_gradient(x_g - grad)
+  return 0.5 * jnp.mean((x_g - target) ** 2, axis=axes)
+
+
+DIVERGENCES = ('reverse_kl', 'forward_kl', 'js')
+
+
+def f_divergence_weight(logits, divergence: str):
+  """f-distill's weighting (Xu et al. 2025, "One-step Diffusion Models with f-Divergence
+  Distribution Matching", §3): the gradient of D_f(p || q_theta) is DMD's with each sample weighted
+  by h(r) = f''(r) r^2 at the density ratio r = p / q_theta, estimated by the GAN discriminator as
+  r = D / (1 - D) = exp(logit). reverse KL (f = -log r, DMD): h = 1; forward KL (f = r log r):
+  h = r; Jensen-Shannon: h = r / (1 + r) = sigmoid(logit). Normalised to mean 1 over the batch
+  (fastgen's choice: the distribution-matching gradient keeps DMD's scale). logits: [B, positions]."""
+  logit = jnp.mean(logits, axis=-1)
+  if divergence == 'reverse_kl':
+    weight = jnp.ones_like(logit)
+  elif divergence == 'forward_kl':
+    weight = jax.nn.softmax(logit)  # exp(logit), up to the normalisation below
+  elif divergence == 'js':
+    weight = jax.nn.sigmoid(logit)
+  else:
+    raise ValueError(f'unknown divergence {divergence!r}; known: {", ".join(DIVERGENCES)}')
+  return jax.lax.stop_gradient(weight / jnp.mean(weight))
+
+
+@dataclasses.dataclass(frozen=True)
+class DMD:
+  """DMD / DMD2 generator in ``student_steps`` steps; groups 'fake_score' then 'generator'."""
+  denoiser: Denoiser            # architecture of the generator and of the fake score
+  teacher: Any                  # mu_real: teacher(teacher_params, x, sigma, labels) -> x0_hat
+  sigma_gen: float = 80.0       # the generator's input noise level (the couplings' sigma_max)
+  student_steps: int = 1
+  u_min: float = 0.02           # DMD's t range, as fractions of the grid
+  u_max: float = 0.98
+  sigma_min: float = 0.002
+  sigma_max: float = 80.0
+  rho: float = 7.0
+  guidance_scale: float = 1.0   # classifier-free guidance of the real score
+  regression_weight: float = 0.0       # DMD's lambda_reg (0.25); needs the coupling data set
+  gan_generator_weight: float = 0.0    # DMD2's generator GAN weight (ImageNet-64: 3e-3)
+  gan_discriminator_weight: float = 0.0  # DMD2's classifier weight (ImageNet-64: 1e-2)
+  head_hidden: int = 256
+  divergence: str = 'reverse_kl'       # f-distill's weighting (forward_kl, js need the GAN head)
+  fake_score_updates_per_generator_update: int = 1  # DMD2's TTUR ratio (ImageNet-64: 5)
+  p_mean: float = -1.2          # fake-score EDM loss noise distribution
+  p_std: float = 1.2
+  init_from_teacher: bool = True
+  groups = ('fake_score', 'generator')
+
+  def __post_init__(self):
+    if self.student_steps < 1 or self.fake_score_updates_per_generator_update < 1:
+      raise ValueError('objective.student_steps and objective.fake_score_updates_per_generator_'
+                       f'update must be >= 1, got {self.student_steps} and '
+                       f'{self.fake_score_updates_per_generator_update}')
+    if self.regression_weight > 0 and self.student_steps > 1:
+      raise ValueError('objective.regression_weight > 0 (DMD) trains a one-step generator on '
+                       'noise -> teacher-sample pairs: set objective.student_steps=1')
+    if self.regression_weight > 0 and self.sigma_gen != COUPLING_SIGMA_MAX:
+      raise ValueError(f'objective.sigma_gen={self.sigma_gen}: the regression pairs start their '
+                       f'teacher ODE at sigma_max = {COUPLING_SIGMA_MAX} (fastgen.couplings), so '
+                       f'the generator must take its noise there too')
+    if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
+      raise ValueError('the GAN term needs both objective.gan_generator_weight and '
+                       'objective.gan_discriminator_weight > 0 (or both 0), got '
+                       f'{self.gan_generator_weight} and {self.gan_discriminator_weight}')
+    if self.divergence not in DIVERGENCES:
+      raise ValueError(f'unknown objective.divergence {self.divergence!r}; known: '
+                       f'{", ".join(DIVERGENCES)}')
+    if self.divergence != 'reverse_kl' and not self.adversarial:
+      raise ValueError(f'objective.divergence={self.divergence!r} weights by the density ratio '
+                       'the GAN discriminator estimates: set objective.gan_generator_weight and '
+                       'gan_discriminator_weight > 0')
+    if not 0.0 <= self.u_min < self.u_max <= 1.0:
+      raise ValueError(f'objective.u_min={self.u_min}, u_max={self.u_max}: need '
+                       '0 <= u_min < u_max <= 1')
+
+  @property
+  def adversarial(self) -> bool:
+    return self.gan_generator_weight > 0
+
+  def _labels(self, rng, batch_size):
+    return fake_score.sample_labels(rng, batch_size, self.denoiser.num_classes)
+
+  def student_sigmas(self, num_steps: int):
+    """sigma_0 = sigma_gen > ... > sigma_{k-1}: the first k points of a (k + 1)-point Karras
+    grid (EDM Eq. 5) from sigma_gen to sigma_min."""
+    return diffusion.karras_sigmas(num_steps + 1, self.sigma_min, self.sigma_gen,
+                                   self.rho)[:num_steps]
+
+  def init(self, rng, batch, teacher_params):
+    key_g, key_f, key_label, key_head = jax.random.split(rng, 4)
+    x = batch['x']
+    labels = self._labels(key_label, x.shape[0])
+    generator, fake_score_params = fake_score.init_generator_and_fake_score(
+        self.denoiser, key_g, key_f, x, labels, teacher_params, self.init_from_teacher)
+    fake = {'denoiser': fake_score_params}
+    if self.adversarial:
+      features = jax.eval_shape(lambda p: self.denoiser.with_features(
+          p, x, jnp.ones(x.shape[:1]), labels)[1], fake_score_params)
+      fake['head'] = fake_score.init_head(key_head, features.shape[1:], self.head_hidden)
+    return {'generator': generator, 'fake_score': fake}
+
+  def updates(self, group, step):
+    """Two time-scale updates: the generator trains after every N fake-score updates."""
+    if group == 'generator':
+      return (step + 1) % self.fake_score_updates_per_generator_update == 0
+    return jnp.array(True)
+
+  def generate(self, generator_params, x, sigma, labels, *, train=False, rng=None):
+    """x_g = G_theta(x, sigma) = D_theta(x, sigma); one step from noise: x = sigma_gen z."""
+    return self.denoiser(generator_params, x, sigma, labels, train=train, rng=rng)
+
+  def _generator_samples(self, generator_params, rng, shape, labels):
+    """Generator samples x_g (differentiable w.r.t. the generator at its last step only).
+
+    One step: G(sigma_gen z). k steps: backward simulation (DMD2 §4.5), the input at each
+    example's drawn step i made by the generator itself without gradient."""
+    key_z, key_i, key_sim, key_dropout = jax.random.split(rng, 4)
+    sigmas = self.student_sigmas(self.student_steps)
+    x = sigmas[0] * jax.random.normal(key_z, shape)
+    sigma = jnp.full(shape[:1], sigmas[0])
+    if self.student_steps > 1:
+      step = jax.random.randint(key_i, shape[:1], 0, self.student_steps)
+      inputs = x
+      for j in range(1, self.student_steps):
+        x0 = jax.lax.stop_gradient(self.generate(generator_params, x, sigmas[j - 1], labels))
+        x = x0 + sigmas[j] * jax.random.normal(jax.random.fold_in(key_sim, j), shape)
+        inputs = jnp.where(diffusion.expand_like(step == j, x), x, inputs)
+      sigma = sigmas[step]
+      x = inputs
+    return self.generate(generator_params, x, sigma, labels, train=True, rng=key_dropout)
+
+  def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
+    del ema_params, step
+    key_label, key_gen, key_loss = jax.random.split(rng, 3)
+    shape = batch['x'].shape
+    labels = self._labels(key_label, shape[0])
+    x_g = self._generator_samples(params['generator'], key_gen, shape, labels)
+    fake = params['fake_score']
+    real_labels = batch['label'] if self.denoiser.num_classes else None
+    if group == 'fake_score':
+      denoising, discriminator, _ = fake_score.fake_score_losses(
+          self.denoiser, fake['denoiser'], x_g, labels, key_loss, p_mean=self.p_mean,
+          p_std=self.p_std, x_real=batch['x'] if self.adversarial else None,
+          real_labels=real_labels, head_params=fake.get('head'))
+      loss = jnp.mean(denoising)
+      metrics = {}
+      if self.adversarial:
+        metrics = {'denoising_loss': loss, 'discriminator_loss': jnp.mean(discriminator)}
+        loss = loss + self.gan_discriminator_weight * metrics['discriminator_loss']
+      return loss, {'loss': loss, **metrics}
+
+    key_sigma, key_eps, key_reg = jax.random.split(key_loss, 3)
+    sigma = dmd_sigma(key_sigma, shape[:1], self.u_min, self.u_max, self.sigma_min,
+                      self.sigma_max, self.rho)
+    x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
+    teacher_labels = labels if getattr(self.teacher, 'num_classes', 0) else None
+    f_real = denoiser_lib.guided(self.teacher, teacher_params, x_t, sigma, teacher_labels,
+                                 self.guidance_scale)
+    if self.adversarial:
+      f_fake, features = self.denoiser.with_features(fake['denoiser'], x_t, sigma, labels)
+    else:
+      f_fake = self.denoiser(fake['denoiser'], x_t, sigma, labels)
+    matching = distribution_matching_loss(x_g, f_real, f_fake)
+    if self.adversarial:
+      logits = fake_score.discriminator_logits(features, fake['head'])
+      matching = matching * f_divergence_weight(logits, self.divergence)
+    matching = jnp.mean(matching)
+    loss, metrics = matching, {'distribution_matching_loss': matching}
+    if self.regression_weight > 0:
+      if 'noise' not in batch:
+        raise ValueError('objective.regression_weight > 0 (DMD) needs noise -> teacher-sample '
+                         "pairs: set config.data.name='couplings'")
+      pair_labels = batch['label'] if self.denoiser.num_classes else None
+      x_pair = self.generate(params['generator'], self.sigma_gen * batch['noise'],
+                             self.sigma_gen, pair_labels, train=True, rng=key_reg)
+      regression = jnp.mean((x_pair - batch['x']) ** 2)
+      metrics['regression_loss'] = regression
+      loss = loss + self.regression_weight * regression
+    if self.adversarial:
+      adversarial = jnp.mean(fake_score.generator_adversarial_loss(logits))
+      metrics['adversarial_loss'] = adversarial
+      loss = loss + self.gan_generator_weight * adversarial
+    gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
+    return loss, {'loss': loss, 'score_gap': gap, **metrics}
+
+  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    """``num_steps`` generator steps on :meth:`student_sigmas`: x = G(sigma_0 z), then re-noise
+    to sigma_i and apply G, for i = 1 .. k - 1 (DMD2's multi-step sampling)."""
+    del teacher_params
+    labels = labels if self.denoiser.num_classes else None
+    keys = jax.random.split(rng, num_steps)
+    sigmas = self.student_sigmas(num_steps)
+    x = self.generate(params['generator'], sigmas[0] * jax.random.normal(keys[0], shape),
+                      sigmas[0], labels)
+    for i in range(1, num_steps):
+      x = self.generate(params['generator'], x + sigmas[i] * jax.random.normal(keys[i], shape),
+                        sigmas[i], labels)
+    return x

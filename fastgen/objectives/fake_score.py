@@ -1,0 +1,107 @@
+"""The fake score and its discriminator: one piece shared by SiD / SiDA and DMD / DMD2.
+
+The distribution-matching rules train, beside a generator G_theta, a fake score f_psi: a denoiser
+of the generator's own distribution p_theta, learnt with the EDM denoising loss (Karras et al.
+2022, Eq. 2 with Table 1's lambda(sigma) and ln sigma ~ N(P_mean, P_std^2)) on stop-gradient
+generator samples (SiD, Zhou et al. 2024, Algorithm 1; DMD, Yin et al. 2024a, Eq. 6). The rules
+that add an adversarial term (SiDA, Zhou et al. 2025; DMD2, Yin et al. 2024b, §4.3) read a
+discriminator off the fake score's own network: its features (the MLP trunk or the U-Net
+bottleneck, sown by the networks as ``('intermediates', 'features')``) at noisy real and noisy
+generated samples give logits, either
+
+* parameter-free (SiDA, official code ``return_flag='encoder'``): the mean of the feature map
+  over its channels, one logit per position, or
+* from a small head (DMD2's classifier branch on the bottleneck): here two dense layers,
+  logit = W1 silu(W0 flatten(features) + b0) + b1, in place of DMD2's strided convolutions.
+
+The discriminator loss is the GAN's binary cross-entropy (Goodfellow et al. 2014, Eq. 1;
+DMD2 Eq. 5) and the generator's term its non-saturating form (DMD2 Eq. 4); logits are averaged
+over positions.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from fastgen import diffusion
+from fastgen.objectives import consistency, edm
+
+
+def sample_labels(rng, batch_size: int, num_classes: int):
+  """Class labels drawn uniformly for the generator, or None for an unconditional network."""
+  return jax.random.randint(rng, (batch_size,), 0, num_classes) if num_classes else None
+
+
+def init_generator_and_fake_score(denoiser, key_g, key_f, x, labels, teacher_params,
+                                  init_from_teacher: bool):
+  """``(generator_params, fake_score_params)``: both copies of the teacher (the papers' choice;
+  the teacher must have the student's architecture), or fresh inits from ``key_g``, ``key_f``."""
+  generator = consistency.init_student(denoiser.init, key_g, x, labels, teacher_params,
+                                       init_from_teacher)
+  fake_score = consistency.init_student(denoiser.init, key_f, x, labels, teacher_params,
+                                        init_from_teacher)
+  return generator, fake_score
+
+
+def init_head(rng, feature_shape, hidden: int):
+  """Parameters of the two-layer discriminator head for features [B, *feature_shape]."""
+  key0, key1 = jax.random.split(rng)
+  fan_in = 1
+  for d in feature_shape:
+    fan_in *= d
+  glorot = jax.nn.initializers.glorot_uniform()
+  return {'w0': glorot(key0, (fan_in, hidden)), 'b0': jnp.zeros((hidden,)),
+          'w1': glorot(key1, (hidden, 1)), 'b1': jnp.zeros((1,))}
+
+
+def discriminator_logits(features, head_params=None):
+  """Logits [B, positions]: the channel mean of ``features`` at every position (SiDA), or with
+  ``head_params`` one logit per example, W1 silu(W0 flatten(features) + b0) + b1 (DMD2)."""
+  features = features.astype(jnp.float32)
+  if head_params is None:
+    return jnp.mean(features, axis=-1).reshape(features.shape[0], -1)
+  hidden = jax.nn.silu(features.reshape(features.shape[0], -1) @ head_params['w0'] +
+                       head_params['b0'])
+  return hidden @ head_params['w1'] + head_params['b1']
+
+
+def discriminator_loss(logits_real, logits_fake):
+  """Per-example GAN classifier loss, BCE with real = 1 and fake = 0:
+  mean_pos [softplus(-l_real) + softplus(l_fake)] = -log D(real) - log(1 - D(fake))."""
+  return jnp.mean(jax.nn.softplus(-logits_real), axis=-1) + jnp.mean(
+      jax.nn.softplus(logits_fake), axis=-1)
+
+
+def generator_adversarial_loss(logits_fake):
+  """Per-example non-saturating generator loss mean_pos softplus(-l_fake) = -log D(G(z))."""
+  return jnp.mean(jax.nn.softplus(-logits_fake), axis=-1)
+
+
+def fake_score_losses(denoiser, denoiser_params, x_g, labels, rng, *, p_mean, p_std,
+                      x_real=None, real_labels=None, head_params=None):
+  """The fake score's per-example losses ``(denoising, discriminator, sigma)``.
+
+  ``denoising`` is the EDM loss lambda(sigma) mean_d ||f_psi(sg(x_g) + sigma eps) - sg(x_g)||^2
+  (:func:`fastgen.objectives.edm.denoising_loss`). With real data ``x_real`` (shaped like x_g)
+  the same network call also classifies: noisy generated and noisy real samples, at the same
+  sigma and noise eps (SiDA's official ``fakescore_discriminator_share_encoder_loss``), give
+  logits whose :func:`discriminator_loss` is returned with that sigma; else both are None.
+  """
+  x_g = jax.lax.stop_gradient(x_g)
+  if x_real is None:
+    return edm.denoising_loss(denoiser, denoiser_params, x_g, labels, rng, p_mean=p_mean,
+                              p_std=p_std), None, None
+  if x_real.shape != x_g.shape:
+    raise ValueError(f'real data {x_real.shape} and generator samples {x_g.shape} differ in shape')
+  key_sigma, key_eps, key_dropout = jax.random.split(rng, 3)
+  batch_size = x_g.shape[0]
+  sigma = diffusion.sample_lognormal_sigma(key_sigma, (batch_size,), p_mean, p_std)
+  noise = diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, x_g.shape)
+  both_labels = None if labels is None else jnp.concatenate([labels, real_labels])
+  x0_hat, features = denoiser.with_features(
+      denoiser_params, jnp.concatenate([x_g + noise, x_real + noise]),
+      jnp.concatenate([sigma, sigma]), both_labels, train=True, rng=key_dropout)
+  weight = diffusion.edm_loss_weight(sigma, denoiser.sigma_data)
+  denoising = weight * jnp.mean((x0_hat[:batch_size] - x_g) ** 2,
+                                axis=tuple(range(1, x_g.ndim)))
+  logits = discriminator_logits(features, head_params)
+  return denoising, discriminator_loss(logits[batch_size:], logits[:batch_size]), sigma
