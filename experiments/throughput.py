@@ -47,7 +47,7 @@ from fastgen import objectives, sharding, teachers, train  # pylint: disable=g-i
 import flop_count  # pylint: disable=g-import-not-at-top,wrong-import-position
 import profile_summary  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('edm', 'sid', 'cd', 'ct', 'pd')
+RULES = ('edm', 'sid', 'dmd', 'dmd2', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')
 # Dense peak TFLOP/s per device by compute dtype (vendor data sheets; fp32 = non-tensor-core).
 PEAK_TFLOPS = {
     'H100': {'bfloat16': 989.4, 'float32': 66.9},
@@ -98,8 +98,9 @@ def compiled_step(config, batch_size: int):
   objective = objectives.make_objective(config, teacher)
   optimizer = train.make_optimizer(config.optim)
   rng = np.random.default_rng(0)
-  batch = sharding.global_batch(
+  batch = sharding.global_batch(  # 'noise': a coupling set's z (reflow-type rules, DMD)
       {'x': rng.uniform(-1, 1, (batch_size,) + shape).astype(np.float32),
+       'noise': rng.normal(size=(batch_size,) + shape).astype(np.float32),
        'label': rng.integers(0, 10, batch_size).astype(np.int32)}, mesh)
   init = lambda r: train.init_state(objective, optimizer, r, batch, teacher_params)
   state_shardings = sharding.param_shardings(jax.eval_shape(init, jax.random.key(0)), mesh)
