@@ -29,11 +29,6 @@ def real_data_config(data_config):
   return data_config.source if data_config.name == 'couplings' else data_config
 
 
-def real_data_config(data_config):
-  """The data section of the distribution a run should reach: a coupling set's ``source``."""
-  return data_config.source if data_config.name == 'couplings' else data_config
-
-
 def _known_mixture(experiment):
   """``(weights, means, covs)`` of the distribution the run should reach, if known in closed form:
   the analytic teacher's mixture, or the gmm2d data set's when training from data."""

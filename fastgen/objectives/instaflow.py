@@ -16,13 +16,11 @@ trained at t = T only, so later steps rely on what it kept of the teacher).
 """
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from fastgen.denoiser import Denoiser
-from fastgen.objectives import consistency, reflow
+from fastgen.objectives import reflow
 
 
 def one_step(velocity_fn, noise):
@@ -33,30 +31,8 @@ def one_step(velocity_fn, noise):
 
 
 @dataclasses.dataclass(frozen=True)
-class InstaFlow:
+class InstaFlow(reflow.CouplingStudent):
   """One-step distillation of the teacher's ODE coupling; group 'student' (a velocity model)."""
-  denoiser: Denoiser
-  teacher: Any
-  premetric: str = 'pseudo_huber'
-  lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
-  lpips_resolution: int = 224
-  couplings: str = 'dataset'
-  ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
-  init_from_teacher: bool = True
-  groups = ('student',)
-
-  def __post_init__(self):
-    reflow.check_options(self)
-
-  def init(self, rng, batch, teacher_params):
-    labels = batch['label'] if self.denoiser.num_classes else None
-    return {'student': consistency.init_student(self.denoiser.init, rng, batch['x'], labels,
-                                                teacher_params, self.init_from_teacher),
-            **reflow.init_lpips(self)}
-
-  def velocity(self, params, x_t, t, labels=None):
-    return self.denoiser.velocity(params['student'], x_t, t,
-                                  labels if self.denoiser.num_classes else None)
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, step
@@ -67,8 +43,3 @@ class InstaFlow:
     loss = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0,
                                          self.lpips_resolution))
     return loss, {'loss': loss}
-
-  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    del teacher_params
-    velocity_fn = lambda x, t: self.velocity(params, x, t, labels)
-    return reflow.flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps)

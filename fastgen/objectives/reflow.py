@@ -159,12 +159,12 @@ def coupling_batch(objective, teacher_params, batch, rng):
 
 
 @dataclasses.dataclass(frozen=True)
-class Reflow:
-  """2-rectified flow (2-RF++ by default); group 'student', a velocity model."""
+class CouplingStudent:
+  """What the coupling-trained velocity students (reflow, InstaFlow) share: a group 'student'
+  initialised from the teacher, the coupling and premetric options, the student's velocity, and
+  Euler sampling of its ODE. A subclass adds its ``loss``."""
   denoiser: Denoiser            # the student's architecture (velocity through the flow view)
   teacher: Any                  # what made the couplings (used by couplings='online')
-  time_distribution: str = 'u_shaped'
-  u_shape_a: float = 4.0
   premetric: str = 'pseudo_huber'
   lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
   lpips_resolution: int = 224
@@ -187,6 +187,19 @@ class Reflow:
     return self.denoiser.velocity(params['student'], x_t, t,
                                   labels if self.denoiser.num_classes else None)
 
+  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    """``num_steps`` Euler steps of the student's ODE (``num_steps`` network evaluations)."""
+    del teacher_params
+    velocity_fn = lambda x, t: self.velocity(params, x, t, labels)
+    return flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reflow(CouplingStudent):
+  """2-rectified flow (2-RF++ by default); group 'student', a velocity model."""
+  time_distribution: str = 'u_shaped'
+  u_shape_a: float = 4.0
+
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, step
     key_pair, key_t, key_dropout = jax.random.split(rng, 3)
@@ -197,9 +210,3 @@ class Reflow:
     loss = jnp.mean(velocity_loss(self.premetric, params, v, noise, x0, t,
                                   self.lpips_resolution))
     return loss, {'loss': loss}
-
-  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    """``num_steps`` Euler steps of the student's ODE (``num_steps`` network evaluations)."""
-    del teacher_params
-    velocity_fn = lambda x, t: self.velocity(params, x, t, labels)
-    return flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps)
