@@ -14,7 +14,7 @@ one step (fresh 2-flow pairs from 8 Euler steps per step).
 
 import ml_collections
 
-from configs import default, edm_digits, reflow_gmm2d
+from configs import default, edm_digits, reflow_gmm2d, slimflow_gmm2d
 
 
 def get_config(variant: str = 'slimflow'):
@@ -27,17 +27,8 @@ def get_config(variant: str = 'slimflow'):
       model_channels=8, channel_mult=(1, 2, 2), num_blocks=1, attn_resolutions=(4,),
       dropout=0.0, num_classes=10))
   config.teacher.update(kind='checkpoint', workdir='runs/edm_digits')
-  if variant == 'slimflow':
-    config.objective.update(name='slimflow', reflow_steps=2000, annealing='exp',
-                            annealing_steps=500, time_distribution='uniform', premetric='l2',
-                            couplings='dataset', two_flow_steps=8, guidance_weight=1.0,
-                            guidance_steps=1, init_from_teacher=False)
-  elif variant == 'one_step_regression':
-    config.objective.update(name='instaflow', premetric='l2', couplings='dataset',
-                            init_from_teacher=False)
-  else:
-    raise ValueError(f'unknown slimflow_digits variant {variant!r}; known: slimflow, '
-                     f'one_step_regression')
+  slimflow_gmm2d.set_objective(config, variant, annealing_steps=500,
+                               config_name='slimflow_digits')
   config.optim.update(lr=1e-3, warmup_steps=200, grad_clip=1.0)
   config.train.update(num_steps=4000, log_every=100, checkpoint_every=1000, sample_every=1000,
                       ema_decay=0.999)
