@@ -85,6 +85,7 @@ class DhariwalUNet(nn.Module):
         x = block(self.model_channels * mult, f'enc_{res}x{res}_block{idx}',
                   attention=res in self.attn_resolutions)(x, emb, train)
         skips.append(x)
+    self.sow('intermediates', 'features', x)  # the bottleneck, for discriminators on this network
 
     for level, mult in reversed(list(enumerate(self.channel_mult))):
       res = self.img_resolution >> level

@@ -11,7 +11,7 @@ import pytest
 from fastgen import denoiser as denoiser_lib
 from fastgen import teachers
 from fastgen.data import toy2d
-from fastgen.networks import mlp, unet
+from fastgen.networks import adm, mlp, unet
 from fastgen.objectives import dmd, fake_score, sid
 
 
@@ -19,6 +19,9 @@ from fastgen.objectives import dmd, fake_score, sid
     (mlp.MLP(hidden=32, depth=2, emb_dim=16), (4, 2), (4, 32)),
     (unet.SongUNet(img_resolution=8, in_channels=1, model_channels=8, channel_mult=(1, 2),
                    num_blocks=1, attn_resolutions=(), dropout=0.0, num_classes=3),
+     (4, 8, 8, 1), (4, 4, 4, 16)),
+    (adm.DhariwalUNet(img_resolution=8, in_channels=1, model_channels=8, channel_mult=(1, 2),
+                      num_blocks=1, attn_resolutions=(), dropout=0.0, num_classes=3),
      (4, 8, 8, 1), (4, 4, 4, 16)),
 ])
 def test_features_come_with_the_denoiser_output(net, shape, feature_shape):
