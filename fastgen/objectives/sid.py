@@ -1,60 +1,29 @@
 """Score identity Distillation (SiD; Zhou et al. 2024, "Score identity Distillation: Exponentially
 Fast Distillation of Pretrained Diffusion Models for One-Step Generation", ICML 2024, §4 and
-Algorithm 1; official code: github.com/mingyuanzhou/SiD, ``training/sid_loss.py``).
+Algorithm 1; official code: github.com/mingyuanzhou/SiD, ``training/sid_loss.py``), and SiDA
+(Zhou et al. 2025, ICLR 2025, §3; official ``sida/sida_loss.py``) as its GAN option.
 
-Data-free: only the teacher's denoiser f_phi = D_teacher is used. Two trainable groups, in order:
+A data-free one-step generator x_g = G_theta(z) = D_theta(sigma_init z, sigma_init). Groups, in
+order: ``'fake_score'`` f_psi, the EDM denoising loss on stop-gradient generator samples
+(:mod:`fastgen.objectives.fake_score`), and ``'generator'``, whose per-example loss at
+x_t = x_g + sigma eps (the paper's alpha-fused identity loss, alpha = 1.2) is
 
-* ``'fake_score'`` f_psi: the EDM denoising loss (Karras et al. 2022, Eq. 2 with Table 1's
-  lambda(sigma) and ln sigma ~ N(P_mean, P_std^2)) on stop-gradient generator samples, so f_psi
-  tracks the denoiser of the generator's own distribution p_theta.
-* ``'generator'`` G_theta, one step x_g = G_theta(z) = D_theta(sigma_init z, sigma_init),
-  z ~ N(0, I): with x_t = x_g + sigma eps and both denoisers evaluated at (x_t, sigma), the loss
-  per example is the paper's alpha-fused identity loss
+  L_theta = [ (f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2 ] / w,
+  w = sg( mean_d |x_g - f_phi(x_t, sigma)| ),
 
-    L_theta = [ (1 - alpha) ||f_phi - f_psi||^2 + (f_phi - f_psi)^T (f_psi - x_g) ] / w,
-            = [ (f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2 ] / w,
-    w = sg( mean_d |x_g - f_phi(x_t, sigma)| )  (clipped below at 1e-5),
+f_phi the teacher, t ~ U[0, tmax / 1000] on EDM's continuous sigma grid (official code). SiDA
+(``gan_generator_weight``, ``gan_discriminator_weight`` > 0) adds a GAN term whose discriminator
+is the fake score's feature mean, trained on real data.
 
-  summed over dimensions and averaged over the batch (the official code also multiplies by 100,
-  an fp16 loss scale, and sums the fake-score loss over dimensions where ``edm.denoising_loss``
-  averages; Adam is invariant to both constants up to its eps). The normaliser w is the paper's
-  choice of omega(t) (borrowed from DMD, Yin et al. 2024); alpha = 1.2 is the paper's default.
-  Gradients reach theta only through x_g, directly and via x_t: the teacher's and fake score's
-  params are constants of this group's loss (the trainer differentiates w.r.t. the generator
-  only), and the fake score runs in inference mode, as in the official code.
-  The noise level follows the official code: t ~ U[0, tmax / 1000] and
-  sigma = (s_max^(1/rho) + (1 - t) (s_min^(1/rho) - s_max^(1/rho)))^rho (EDM Eq. 5's grid read
-  continuously), so tmax = 800 caps sigma near 24 for (s_min, s_max, rho) = (0.002, 80, 7).
+Differences from the official code:
+* no fp16 loss scale (x100) and the fake-score loss averaged, not summed, over dimensions (Adam
+  is invariant to both up to its eps);
+* class labels drawn uniformly, not read from the data set;
+* SiDA: BCE per example, not the batch mean before dividing by w; generated samples get uniform
+  labels, not the real batch's;
+* k > 1 sampling steps are fastgen's extension (re-noise, apply G).
 
-If f_psi = f_phi as functions (p_theta matches the teacher at every sigma), f_phi - f_psi is zero
-for every theta, and so is L_theta's gradient: only the mismatch of the two scores drives G.
-
-SiDA (Zhou et al. 2025, "Adversarial Score identity Distillation: Rapidly Surpassing the Teacher
-in One Step", ICLR 2025, §3; official code ``sida/sida_loss.py``) is the option
-``gan_generator_weight = lambda_G > 0``, ``gan_discriminator_weight = lambda_D > 0``: the fake
-score's network doubles as a parameter-free discriminator, logits = the channel mean of its
-features (:mod:`fastgen.objectives.fake_score`), trained on real data (the run's data set,
-``batch['x']``). Per example, with D the data dimension,
-
-  fake score:  lambda(sigma) mean_d ||f_psi - x_g||^2
-               + lambda_D lambda(sigma) [BCE(real -> 1) + BCE(x_g -> 0)] / (2 D),
-  generator:   L_theta + lambda_G D BCE(x_g -> 1) / w   (logits clipped to [-10, 10]),
-
-both BCEs averaged over feature positions, real and generated samples noised with the same sigma
-and eps. This is the official loss in this module's units: the official fake-score loss is
-``ls`` sum_d (...) + ``lsd`` lambda(sigma) (BCE_r + BCE_f) / 2 and the generator's
-0.5 ``lsg`` sum_d L_theta + 0.5 ``lsg_gan`` D BCE / w, so lambda_D = lsd / ls and
-lambda_G = lsg_gan / lsg (CIFAR-10: 1 and 0.01 / 100 = 1e-4). Differences: the BCE is per example
-where the official code takes the batch mean before dividing by w, and generated samples get
-uniform labels where the official code reuses the real batch's labels.
-
-Labels of class-conditional students are drawn uniformly (the official code reads them from the
-data set); the batch only sets the batch size. Initialisation: generator and fake score both
-start from the teacher's params (as in the paper) when the teacher is a network with the
-student's architecture, i.e. when ``teacher_params`` has the tree structure, shapes and dtypes of
-the student network's params. ``init_from_teacher=False`` starts both from a fresh init, which
-is the only choice for a closed-form teacher (:mod:`fastgen.teachers.analytic`); asking for the
-impossible is an error, never a silent fallback.
+Derivation, SiDA's loss in the official units, initialisation: docs/rules/sid.md.
 """
 
 import dataclasses
