@@ -1,59 +1,30 @@
 """Distribution Matching Distillation: DMD (Yin et al. 2024a, "One-step Diffusion with
 Distribution Matching Distillation", CVPR 2024, §3 and Algorithm 1) and DMD2 (Yin et al. 2024b,
 "Improved Distribution Matching Distillation for Fast Image Synthesis", NeurIPS 2024, §4;
-official code: github.com/tianweiy/DMD2, ``main/edm/edm_guidance.py``).
+official code: github.com/tianweiy/DMD2, ``main/edm/edm_guidance.py``), with f-distill's
+weighting (Xu et al. 2025) as an option.
 
-Two trainable groups, in order:
+A generator x_g = G(z) = D_theta(sigma_gen z, sigma_gen) (DMD2: 1 or ``student_steps`` steps).
+Groups, in order: ``'fake_score'`` mu_fake, the EDM denoising loss on stop-gradient generator
+samples (:mod:`fastgen.objectives.fake_score`; DMD Eq. 6), plus DMD2's GAN classifier on its
+bottleneck (DMD2 Eq. 5); ``'generator'``, the distribution-matching gradient (DMD Eq. 7-8 with
+alpha_t = 1) at x_t = x_g + sigma eps, sigma on EDM's continuous grid at u ~ U[u_min, u_max],
 
-* ``'fake_score'`` mu_fake: the EDM denoising loss on stop-gradient generator samples
-  (:mod:`fastgen.objectives.fake_score`, shared with SiD; DMD Eq. 6), plus for DMD2 the GAN
-  classifier on the fake score's bottleneck features, real data (``batch['x']``) against
-  generator samples (DMD2 Eq. 5), weighted by ``gan_discriminator_weight``; its head's params sit
-  beside the network's in this group (``{'denoiser', 'head'}``), so the classifier's gradient
-  also trains the fake score's encoder, as in DMD2.
-* ``'generator'`` G_theta, x_g = G(z) = D_theta(sigma_gen z, sigma_gen), z ~ N(0, I)
-  (DMD2's EDM generator: the teacher's denoiser at sigma_max = 80). Its loss is the
-  distribution-matching term, DMD Eq. 7-8 in EDM variables (alpha_t = 1): at
-  x_t = x_g + sigma eps,
+  grad_x L_DM = (mu_fake(x_t, sigma) - mu_real(x_t, sigma)) / mean_d |x_g - mu_real(x_t, sigma)|,
 
-    grad_x L_DM = (mu_fake(x_t, sigma) - mu_real(x_t, sigma)) / mean_d |x_g - mu_real(x_t, sigma)|,
+applied as L_DM = 0.5 mean_d ||x_g - sg(x_g - grad)||^2, plus DMD's regression on teacher-ODE
+pairs (``regression_weight``) or DMD2's non-saturating GAN term (DMD2 Eq. 4). DMD2's two
+time-scale rule updates the generator once per ``fake_score_updates_per_generator_update``
+steps.
 
-  the KL gradient (s_fake - s_real) times DMD's weighting omega_t = sigma^2 CS / ||mu_real - x||_1
-  (Eq. 8; the sigma^2 cancels the score's 1 / sigma^2), applied as the official code does:
-  L_DM = 0.5 mean_d ||x_g - sg(x_g - grad)||^2 per example, whose gradient w.r.t. x_g is
-  grad / D. sigma follows DMD's t ~ U[0.02 T, 0.98 T] read continuously on EDM's grid (Eq. 5):
-  u ~ U[u_min, u_max], sigma = (s_min^(1/rho) + u (s_max^(1/rho) - s_min^(1/rho)))^rho. Plus
+Differences from the official code:
+* squared L2 in place of DMD's and DMD2's LPIPS;
+* DMD2's classifier is a two-layer dense head on the flattened bottleneck, not strided convs,
+  and sees the fake score's log-normal sigma, not its own uniform noise levels;
+* classifier-free guidance of the real score only through ``guidance_scale``;
+* f-distill's weights are normalised to mean 1 over the batch (fastgen's choice).
 
-  - DMD: ``regression_weight`` lambda_reg (paper 0.25) times mean_d ||G(z_i) - y_i||^2 on
-    pre-computed pairs (z_i, y_i = teacher ODE solution from z_i) of the coupling data set
-    (``config.data.name='couplings'``: ``batch['noise']``, ``batch['x']``) -- the paper's
-    LPIPS replaced by squared L2, as for images without a feature network;
-  - DMD2: ``gan_generator_weight`` (DMD2 ImageNet-64: 3e-3) times the non-saturating GAN loss of
-    the fake score's classifier at the same x_t.
-
-If mu_fake = mu_real as functions (the generator's distribution is the teacher's at every sigma),
-grad is zero for every theta, and so is L_DM's gradient.
-
-DMD2's two time-scale update rule: ``fake_score_updates_per_generator_update`` = N updates the
-fake score every step and the generator only at steps N - 1, 2N - 1, ... (after each run of N
-fake-score updates), through the trainer's ``updates(group, step)`` schedule, which leaves the
-generator's params, Adam state and EMA untouched at the other steps (DMD2 ImageNet-64: N = 5).
-
-Multi-step student (DMD2 §4.5): ``student_steps`` = k > 1 trains G at the k noise levels
-sigma_0 = sigma_gen > ... > sigma_{k-1}, the first k points of a (k + 1)-point Karras grid from
-sigma_gen to sigma_min, with backward simulation: the input at sigma_i is made by the current
-generator itself (no gradient) from pure noise, x_{i+1} = G(x_i, sigma_i) + sigma_{i+1} eps, and
-each example trains at a uniformly drawn i. Sampling in k steps walks the same grid
-(re-noise, denoise); other step counts use their own grid, as SiD's multistep extension.
-
-f-distill (Xu et al. 2025): ``divergence`` 'forward_kl' or 'js' weights each example's
-distribution-matching gradient by h(r) of the density ratio the GAN head estimates
-(:func:`f_divergence_weight`); 'reverse_kl' is DMD.
-
-Not in this implementation: DMD's and DMD2's LPIPS (squared L2 instead), DMD2's strided conv head
-(a two-layer dense head on the flattened bottleneck instead) and its separate uniform noise
-levels for the classifier (the fake score's log-normal sigma instead), classifier-free guidance
-of the real score other than through ``guidance_scale``.
+Derivation, the multi-step student, TTUR and f-distill: docs/rules/dmd.md.
 """
 
 import dataclasses
