@@ -66,12 +66,10 @@ DIVERGENCES = ('reverse_kl', 'forward_kl', 'js')
 
 
 def f_divergence_weight(logits, divergence: str):
-  """f-distill's weighting (Xu et al. 2025, "One-step Diffusion Models with f-Divergence
-  Distribution Matching", §3): the gradient of D_f(p || q_theta) is DMD's with each sample weighted
-  by h(r) = f''(r) r^2 at the density ratio r = p / q_theta, estimated by the GAN discriminator as
-  r = D / (1 - D) = exp(logit). reverse KL (f = -log r, DMD): h = 1; forward KL (f = r log r):
-  h = r; Jensen-Shannon: h = r / (1 + r) = sigmoid(logit). Normalised to mean 1 over the batch
-  (fastgen's choice: the distribution-matching gradient keeps DMD's scale). logits: [B, positions]."""
+  """f-distill's per-example weight h(r) = f''(r) r^2 (Xu et al. 2025, "One-step Diffusion Models
+  with f-Divergence Distribution Matching", §3) at r = exp(mean logit), the density ratio the GAN
+  head estimates: 1 (reverse KL, DMD), r (forward KL), sigmoid(logit) (JS); normalised to mean 1
+  over the batch (derivation: docs/rules/dmd.md). logits: [B, positions]."""
   logit = jnp.mean(logits, axis=-1)
   if divergence == 'reverse_kl':
     weight = jnp.ones_like(logit)
