@@ -1,22 +1,17 @@
 """The fake score and its discriminator: one piece shared by SiD / SiDA and DMD / DMD2.
 
-The distribution-matching rules train, beside a generator G_theta, a fake score f_psi: a denoiser
-of the generator's own distribution p_theta, learnt with the EDM denoising loss (Karras et al.
-2022, Eq. 2 with Table 1's lambda(sigma) and ln sigma ~ N(P_mean, P_std^2)) on stop-gradient
-generator samples (SiD, Zhou et al. 2024, Algorithm 1; DMD, Yin et al. 2024a, Eq. 6). The rules
-that add an adversarial term (SiDA, Zhou et al. 2025; DMD2, Yin et al. 2024b, §4.3) read a
-discriminator off the fake score's own network: its features (the MLP trunk or the U-Net
-bottleneck, sown by the networks as ``('intermediates', 'features')``) at noisy real and noisy
-generated samples give logits, either
+The fake score f_psi is a denoiser of the generator's own distribution, learnt with the EDM loss
+(Karras et al. 2022, Eq. 2 and Table 1) on stop-gradient generator samples (SiD Algorithm 1;
+DMD Eq. 6). SiDA and DMD2 read a discriminator off its sown features: logits are their channel
+mean (SiDA) or a two-layer head, W1 silu(W0 flatten(features) + b0) + b1 (DMD2's classifier
+branch), trained with the GAN's binary cross-entropy (Goodfellow et al. 2014, Eq. 1; DMD2 Eq. 5),
 
-* parameter-free (SiDA, official code ``return_flag='encoder'``): the mean of the feature map
-  over its channels, one logit per position, or
-* from a small head (DMD2's classifier branch on the bottleneck): here two dense layers,
-  logit = W1 silu(W0 flatten(features) + b0) + b1, in place of DMD2's strided convolutions.
+  -log D(real) - log(1 - D(fake)),   generator: -log D(G(z)) (non-saturating, DMD2 Eq. 4).
 
-The discriminator loss is the GAN's binary cross-entropy (Goodfellow et al. 2014, Eq. 1;
-DMD2 Eq. 5) and the generator's term its non-saturating form (DMD2 Eq. 4); logits are averaged
-over positions.
+Differences from the official code: DMD2's strided-convolution head is a two-layer dense head
+here, and its classifier sees the fake score's log-normal sigma, not its own uniform levels.
+
+Details: docs/rules/fake_score.md.
 """
 
 import jax
