@@ -1,35 +1,25 @@
-"""Consistency models: distillation (CD) and improved consistency training (iCT).
+"""Consistency models: distillation (CD; Song et al. 2023, "Consistency Models", ICML 2023; official
+code github.com/openai/consistency_models) and improved consistency training (iCT; Song &
+Dhariwal 2023, "Improved Techniques for Training Consistency Models", ICLR 2024).
 
-A consistency function maps every point of a probability-flow ODE trajectory to its origin,
-f(x_sigma, sigma) = x_{sigma_min}. Parameterization (Song et al. 2023, "Consistency Models",
-Eq. 5 and Appendix C), EDM's preconditioning with the skip moved to sigma_min:
+The student f(x, sigma) = c_skip x + c_out F(c_in x; c_noise) maps every point of a PF-ODE
+trajectory to its origin, with EDM's preconditioning moved to sigma_min so that f(x, sigma_min)
+= x exactly (Song et al. 2023, Eq. 5 and Appendix C). Group ``'student'``; the loss compares
+adjacent points of the Karras grid (EDM Eq. 5),
 
-  f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; c_noise(sigma)),
-  c_skip = sd^2 / ((sigma - sigma_min)^2 + sd^2),   c_in = 1 / sqrt(sigma^2 + sd^2),
-  c_out = sd (sigma - sigma_min) / sqrt(sd^2 + sigma^2),   c_noise = ln(sigma) / 4,
+  CD (Eq. 7):  d(f_theta(x0 + t_{n+1} z, t_{n+1}), sg f_theta-(x_hat_{t_n}, t_n)),
 
-so the boundary condition f(x, sigma_min) = x holds exactly (c_skip = 1, c_out = 0).
+x_hat_{t_n} one Heun or Euler teacher step from t_{n+1}, theta- the EMA target of Eq. 8 (the
+frozen entry ``'target'``, moved in ``refresh``); iCT (§3): the same z at both points, no teacher,
+pseudo-Huber d weighted by 1 / (sigma_{i+1} - sigma_i), lognormal choice of i and a doubling
+discretisation curriculum. Sampling: multistep consistency sampling (Algorithm 1).
 
-* ``'cd'`` (Song et al. 2023, Algorithm 2, Eq. 7 and 8): x = x0 + t_{n+1} z for n ~ U{1, ..., N-1}
-  on the Karras grid t_1 = sigma_min < ... < t_N = sigma_max (EDM Eq. 5); the teacher takes one
-  Heun (or Euler) step of its PF-ODE (EDM Eq. 3) from t_{n+1} to t_n, and
-  L = d(f_theta(x, t_{n+1}), f_theta-(x_hat_{t_n}, t_n)) with lambda = 1. The target theta- is the
-  EMA theta- <- mu theta- + (1 - mu) theta (Eq. 8), kept as the frozen params entry ``'target'``
-  and moved in ``refresh`` at the start of every step (Algorithm 2's order); mu = 0 (the paper's
-  CIFAR-10 setting) uses stop-gradient(theta) and keeps no entry. LPIPS is not available, so d is
-  the squared L2 distance or the pseudo-Huber metric below.
-* ``'ct'`` (Song & Dhariwal 2023, "Improved Techniques for Training Consistency Models", §3):
-  no teacher, x_hat_{sigma_i} = x0 + sigma_i z with the same z as x = x0 + sigma_{i+1} z; target
-  stop-gradient(theta) (no EMA, §3.2), same dropout mask for both evaluations;
-  pseudo-Huber d(x, y) = sqrt(||x - y||^2 + c^2) - c with c = 0.00054 sqrt(dim) (§3.3);
-  discretisation curriculum N(k) = min(s0 2^floor(k / K'), s1) + 1,
-  K' = floor(K / (log2(s1 / s0) + 1)) (§3.4); lognormal choice of i, p(i) ∝
-  erf((ln sigma_{i+1} - P_mean) / (sqrt(2) P_std)) - erf((ln sigma_i - P_mean) / (sqrt(2) P_std))
-  (§3.5); weighting lambda(sigma_i) = 1 / (sigma_{i+1} - sigma_i) (§3.1).
+Differences from the official code and the papers:
+* CD's d is squared L2 or pseudo-Huber, not LPIPS;
+* the sampler's time points are Karras-grid points, not tuned ones;
+* iCT's metric is always pseudo-Huber (the paper's), not a config option.
 
-Sampling is multistep consistency sampling (Song et al. 2023, Algorithm 1): x = f(sigma_max z,
-sigma_max), then for each tau of the Karras grid between sigma_max and sigma_min (``num_steps``
-points from sigma_max, sigma_min excluded) x = f(x + sqrt(tau^2 - sigma_min^2) z, tau).
+Parameterization, both losses and the curriculum in full: docs/rules/consistency.md.
 """
 
 import dataclasses
