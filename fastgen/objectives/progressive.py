@@ -1,27 +1,22 @@
 """Progressive distillation (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of
-Diffusion Models", Algorithm 2), in EDM's sigma language (alpha = 1, z = x).
+Diffusion Models", ICLR 2022, Algorithm 2; official code: google-research's
+``diffusion_distillation``), in EDM's sigma language (alpha = 1, z = x).
 
-Round r trains a student sampling in N_r = initial_steps / 2^r deterministic DDIM steps (Song et
-al. 2021a, Eq. 12; :func:`fastgen.samplers.ddim_step`) to match 2 DDIM steps of its teacher: the
-real teacher in round 0, the frozen student of the end of round r - 1 afterwards. The student
-continues from the previous round's student (round 0: the teacher's params, or a fresh init for a
-closed-form teacher). Rounds follow the step counter, ``steps_per_round`` steps each; the last
-round runs on for as long as training does. ``refresh`` opens a new round at the start of its
-first step by copying the student into the frozen params entry ``'previous'``; the round index is
-the frozen entry ``'round'``, so both are checkpointed and a resumed run continues mid-round.
+Round r trains a student sampling in N_r = initial_steps / 2^r DDIM steps to match two DDIM
+steps of its teacher (round 0: the real teacher; later: the frozen student of round r - 1, the
+entry ``'previous'``, copied by ``refresh``). On EDM's grid read continuously (Eq. 5), the
+teacher's two steps from x = x0 + sigma z to sigma'' give x'', and the student's target and loss
+are (Algorithm 2 with alpha = 1; §4's truncated SNR weighting)
 
-The time grid is EDM's (Eq. 5) read continuously, sigma(u) = (s_max^(1/rho) + u (s_min^(1/rho) -
-s_max^(1/rho)))^rho for u in [0, 1) and sigma(1) = 0; N steps walk u = 0, 1/N, ..., 1, so a
-student step from u = i/N to (i + 1)/N covers exactly two teacher steps through u = (i + 1/2)/N
-(Algorithm 2's t' = t - 0.5/N, t'' = t - 1/N). With x = x0 + sigma z, the teacher's two steps give
-x'' and the student's one-step DDIM target is (Algorithm 2, x~ with alpha = 1)
+  x~ = (x'' - (sigma''/sigma) x) / (1 - sigma''/sigma),   max(1 / sigma^2, 1) ||x~ - D(x, sigma)||^2.
 
-  x~ = (x'' - (sigma''/sigma) x) / (1 - sigma''/sigma),
+Group ``'student'``; frozen ``'previous'`` and ``'round'``. Sampling: DDIM steps on the grid
+(``num_steps = 0``: the current round's N_r).
 
-the x0_hat for which ``ddim_step(x, x~, sigma, sigma'') = x''``. Loss: the "truncated SNR"
-weighting (Salimans & Ho 2022, §4 and Algorithm 2), max(SNR, 1) ||x~ - D(x, sigma)||^2 with
-SNR = 1/sigma^2 (mean over dimensions). Sampling: ``num_steps`` DDIM steps on the grid;
-``num_steps = 0`` means the current round's N_r.
+Differences from the official code: EDM's variance-exploding sigma grid and preconditioning (an
+x-prediction, SNR = 1 / sigma^2) instead of the paper's variance-preserving cosine schedule.
+
+The rounds, the grid and the target in full: docs/rules/progressive.md.
 """
 
 import dataclasses
