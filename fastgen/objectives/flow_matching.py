@@ -1,10 +1,16 @@
-"""Flow matching / rectified flow (Liu et al. 2022, Eq. 1; Lipman et al. 2023, Eq. 23):
+"""Flow matching / rectified flow (Liu et al. 2022, Eq. 1; Lipman et al. 2023, Eq. 23): how
+fastgen trains its own flow teachers.
 
   x_t = (1 - t) x0 + t eps,   min E || v(x_t, t) - (eps - x0) ||^2,
 
 with t uniform or logit-normal (Esser et al. 2024, Eq. 19). The network is wrapped as a
 ``'flow'``-parameterized :class:`~fastgen.denoiser.Denoiser`, so a flow teacher is a denoiser like
-any other; sampling is Euler in t (``num_steps`` network evaluations).
+any other; sampling is Euler in t (``num_steps`` network evaluations). Group ``'denoiser'``.
+
+Differences from the papers: time runs the other way (noise at t = 1, as Esser et al. 2024; Liu
+et al. and Lipman et al. put the data there), and t ~ U[1e-5, 1).
+
+The flow convention and the rules built on flows: docs/rules/rectified_flows.md.
 """
 
 import dataclasses

@@ -2,17 +2,20 @@
 is Enough for High-Quality Diffusion-Based Text-to-Image Generation", ICLR 2024, §3.2, the
 distillation objective after Algorithm 1's reflow).
 
-The teacher is a velocity model, ideally a 2-rectified flow (a :mod:`~fastgen.objectives.reflow`
-run, loaded with ``teacher.kind='checkpoint'``), whose ODE pairs (z, x0 = Phi_teacher(z)) are
-nearly a straight map. The student, initialised from the teacher, takes one Euler step from noise,
+The teacher is a velocity model, ideally a 2-rectified flow (a reflow run, loaded with
+``teacher.kind='checkpoint'``); the student, initialised from it, takes one Euler step from noise
+and is regressed onto the coupling's endpoint x0 = Phi_teacher(z):
 
-  x0_hat = G_theta(z) = T z - T v_theta(T z, T),   T = T_MAX ~ 1,
+  min_theta E_z [ m(G_theta(z), x0) ],   G_theta(z) = T z - T v_theta(T z, T),   T = T_MAX ~ 1,
 
-and is regressed onto the pair's endpoint: min_theta E_z [ m(G_theta(z), x0) ], with the premetric
-m of :func:`fastgen.objectives.reflow.endpoint_loss`: the paper's LPIPS ('lpips', weights read
-from ``lpips_weights``), 'lpips_huber', 'l2' or the default 'pseudo_huber'. The one-step loss is zero exactly when G_theta = Phi_teacher
-on the coupling. Sampling: 1 step is G; k > 1 Euler steps of v_theta (an extension: the student is
-trained at t = T only, so later steps rely on what it kept of the teacher).
+m the premetric of :func:`fastgen.objectives.reflow.endpoint_loss`. Group ``'student'``.
+Sampling: 1 step is G; k > 1 Euler steps of v_theta.
+
+Differences from the paper: pseudo-Huber by default in place of LPIPS ('lpips' needs
+``lpips_weights``); class labels or none instead of text; k > 1 sampling steps are fastgen's
+extension (the student is trained at t = T only).
+
+Details: docs/rules/rectified_flows.md.
 """
 
 import dataclasses

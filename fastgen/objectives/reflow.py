@@ -3,32 +3,22 @@ Fast", §2.2, Eq. 3 with Algorithm 1's reflow), with the training improvements o
 al. 2024, "Improving the Training of Rectified Flows", §4; official code
 github.com/sangyun884/rfpp, ``train.py`` and ``t_dist.py``).
 
-For pairs (z, x0 = Phi_teacher(z)) of the teacher's deterministic ODE
-(:mod:`fastgen.couplings`), the student velocity v_theta is trained on the straight line between
-them, in fastgen's flow convention x_t = (1 - t) x0 + t z (t = 1 is noise):
+For pairs (z, x0 = Phi_teacher(z)) of the teacher's deterministic ODE (:mod:`fastgen.couplings`),
+the student velocity is trained on the straight line between them, x_t = (1 - t) x0 + t z:
 
   min_theta E_{(z, x0), t ~ p_t} [ m( v_theta(x_t, t), z - x0 ) ],
 
-whose minimiser is the conditional expectation E[z - x0 | x_t] (Liu et al. 2022, Eq. 3). Its ODE
-has the same marginals as the coupling but straighter paths, so few Euler steps suffice.
-Options (2-RF++ in brackets, this module's defaults):
+minimised by E[z - x0 | x_t] (Liu et al. 2022, Eq. 3): the same marginals, straighter paths.
+Options: p_t uniform, logit-normal or 2-RF++'s U-shaped (§4.1, the default); premetric m 'l2',
+pseudo-Huber (§4.2, the default), 'lpips' or 2-RF++'s 'lpips_huber'; initialisation from the
+teacher (§4.3); couplings from the data set or solved online. t in [1e-5, 1 - 1e-5] as in the
+official code. Group ``'student'``; sampling: Euler steps of v_theta from t = T_MAX to 0.
+:class:`CouplingStudent` is what reflow and InstaFlow share.
 
-* ``time_distribution`` p_t: 'uniform' (2-RF), 'logit_normal' (Esser et al. 2024, Eq. 19),
-  ['u_shaped'] p_t(t) ∝ exp(a t) + exp(a (1 - t)), a = 4 (Lee et al. 2024, §4.1), which puts
-  training where the 2-RF's error is largest, near t = 0 and t = 1.
-* ``premetric`` m: 'l2' (mean squared error, 2-RF), ['pseudo_huber'] (Lee et al. 2024, §4.2; the
-  official code's ``huber``), 'lpips' on the predicted endpoint x0_hat = x_t - t v_theta, or
-  2-RF++'s 'lpips_huber' (1 - t) pseudo_huber(v_theta, z - x0) + LPIPS(x0_hat, x0) (§4.2,
-  official ``lpips-huber``). LPIPS reads VGG-16 weights from ``lpips_weights``
-  (:mod:`fastgen.networks.lpips`; fastgen ships none), kept as the frozen params entry 'lpips'.
-* Initialisation from the teacher when it is a network of the student's architecture
-  (Lee et al. 2024, §4.3; ``init_from_teacher``), e.g. the digits EDM denoiser, whose velocity
-  v = (x_t - D(x_t / (1 - t), t / (1 - t))) / t is the flow-language view of the same network.
-* ``couplings``: 'dataset' reads (z, x0) from the batch (``data.name='couplings'``); 'online'
-  solves the teacher's ODE (``ode_steps`` Heun steps) for fresh noise inside every step.
+Differences from the official code: the default premetric is pseudo-Huber, not LPIPS-Huber
+(fastgen ships no VGG weights; 'lpips' needs ``lpips_weights``).
 
-Time runs over [T_MIN, T_MAX] = [1e-5, 1 - 1e-5] as in the official code, where EDM-preconditioned
-students are finite. Sampling: ``num_steps`` Euler steps on a uniform grid from T_MAX to 0.
+Options, couplings and the flow convention in full: docs/rules/rectified_flows.md.
 """
 
 import dataclasses

@@ -3,33 +3,22 @@ Distillation (Zhu, Liu & Liu 2024, "SlimFlow: Training Smaller One-Step Diffusio
 Rectified Flow", ECCV 2024, §4.1 and §4.2; official code github.com/yuanzhi-zhu/SlimFlow,
 ``reflow/reflow.py``), in fastgen's flow convention x_t = (1 - t) x0 + t z.
 
-The student network (``config.network``, e.g. fewer channels or levels than the teacher) cannot
-start from the teacher's weights. One run holds both stages, switched by the step counter:
+One run, two stages switched by the step counter. Stage 1 (steps < ``reflow_steps``): reflow on
+the teacher's couplings with the noise re-paired as z_beta = sqrt(1 - beta^2) z + beta eps, beta
+annealed from 1 to 0 (§4.1), which gives a small 2-flow. Stage 2: ``refresh`` freezes the
+2-flow's EMA into ``'two_flow'`` and the student learns one step G(z) = T z - T v_theta(T z, T)
+from (§4.2)
 
-1. Annealing Reflow (steps < ``reflow_steps``): reflow (:mod:`fastgen.objectives.reflow`) on the
-   teacher's coupling (z, x0) with the noise re-paired as
+  L = m(G(z), Phi_2(z)) + w m(G(z), x0_guide),
 
-     z_beta = sqrt(1 - beta^2) z + beta eps,   eps ~ N(0, I) independent,
+Phi_2 Euler steps of the 2-flow, x0_guide the 2-flow followed from the point
+(1 - s) sg(G(z)) + s z of the student's own straight path (official ``teacher_loss_new``).
+Group ``'student'``; frozen ``'two_flow'`` and ``'stage'``.
 
-   where beta(k) anneals from 1 (independent pairs: 1-rectified flow on teacher samples, which a
-   random init can learn) to 0 (the teacher's coupling: reflow) over ``annealing_steps``:
-   'exp' exp(-k / K), 'cos' (1 + cos(pi min(k / K, 1))) / 2, 'linear' 1 - min(k / K, 1) (the
-   official code's ``x0_randomness`` warm-ups). The result is a small 2-flow.
-2. Flow-Guided Distillation (steps >= ``reflow_steps``): ``refresh`` freezes the EMA of the
-   2-flow into the params entry ``'two_flow'`` and the student (continuing from the 2-flow) learns
-   one step G(z) = T z - T v_theta(T z, T) (:func:`fastgen.objectives.instaflow.one_step`) from
+Differences from the official code: no horizontal flip of the coupling pairs; LPIPS only with
+``lpips_weights`` (the default premetric is the official default, 'l2').
 
-     L = m(G(z), Phi_2(z)) + w m(G(z), x0_guide),
-
-   where Phi_2 is ``two_flow_steps`` Euler steps of the 2-flow (fresh pairs every step, as the
-   paper regenerates its data from the 2-flow) and the guidance target x0_guide follows the
-   2-flow for ``guidance_steps`` Euler steps from x_s = (1 - s) sg(G(z)) + s z, the point at time
-   s ~ U(s_lo, s_hi) on the student's own straight path (official ``teacher_loss_new``, s in
-   [0.2, 0.8]): a student whose path the 2-flow agrees with has L's second term at zero.
-
-The premetric m is :mod:`fastgen.objectives.reflow`'s (the official code's default 'l2'; LPIPS
-from ``lpips_weights``). The stage and the 2-flow are frozen params entries, so they are checkpointed and a resumed run
-continues in the right stage. Sampling: Euler steps of the student's velocity (1 step = G).
+Both stages in full: docs/rules/rectified_flows.md.
 """
 
 import dataclasses
