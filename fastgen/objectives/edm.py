@@ -6,7 +6,14 @@ Loss (Karras et al. 2022, Eq. 2 with the weighting and noise distribution of Tab
   lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2.
 
 Sampling is EDM's deterministic Heun (Algorithm 1) on the Karras grid; ``num_steps`` counts grid
-intervals, so k steps cost 2k - 1 network evaluations.
+intervals, so k steps cost 2k - 1 network evaluations. Group ``'denoiser'``.
+
+Differences from the official code (github.com/NVlabs/edm, ``training/loss.py``):
+* the loss is averaged over dimensions where EDM sums them (a constant, which Adam ignores up to
+  its eps);
+* no non-leaking augmentation;
+* ``label_dropout`` > 0 trains the null label for classifier-free guidance, which EDM does not;
+* EDM's stochastic sampler (Algorithm 2) is not implemented.
 """
 
 import dataclasses

@@ -13,7 +13,6 @@ Options: p_t uniform, logit-normal or 2-RF++'s U-shaped (§4.1, the default); pr
 pseudo-Huber (§4.2, the default), 'lpips' or 2-RF++'s 'lpips_huber'; initialisation from the
 teacher (§4.3); couplings from the data set or solved online. t in [1e-5, 1 - 1e-5] as in the
 official code. Group ``'student'``; sampling: Euler steps of v_theta from t = T_MAX to 0.
-:class:`CouplingStudent` is what reflow and InstaFlow share.
 
 Differences from the official code: the default premetric is pseudo-Huber, not LPIPS-Huber
 (fastgen ships no VGG weights; 'lpips' needs ``lpips_weights``).
