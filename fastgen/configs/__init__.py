@@ -1,7 +1,7 @@
 """fastgen's configs: ``default.py``, data presets x one file per rule, by name.
 
-A config is named ``<rule>_<data>[:<variant>]`` (``sid_cifar``, ``slimflow_gmm2d:one_step_regression``):
-``fastgen/configs/<rule>.py``'s ``get_config('<data>[:<variant>]')``, ``<data>`` one of the rule's
+A config is named ``<rule>_<data>[:<variant>]`` (``sid_cifar``,
+``slimflow_gmm2d:one_step_regression``): ``fastgen/configs/<rule>.py``'s ``get_config('<data>[:<variant>]')``, ``<data>`` one of the rule's
 ``DATA_SETS`` (data presets: :mod:`fastgen.configs.data_presets`). Every module here with
 ``DATA_SETS`` is a rule file, so a new rule needs one file. The command line takes the same names
 in the forms the docs use, from any directory:
@@ -50,8 +50,12 @@ def names() -> list[str]:
 
 
 def _unknown(name: str) -> UnknownConfigError:
-  return UnknownConfigError(f'unknown config {name!r}; known: {", ".join(names())} (or a path '
-                            f'to a config file)')
+  known = []
+  for rule, module in rule_modules().items():
+    variants = '|'.join(getattr(module, 'VARIANTS', ()))
+    known.append(f'{rule}_{{{",".join(module.DATA_SETS)}}}' + (f'[:{variants}]' if variants else ''))
+  return UnknownConfigError(f'unknown config {name!r}; known: {", ".join(known)} (or the path '
+                            f'of a config file)')
 
 
 def lookup(name: str):

@@ -1,9 +1,10 @@
 """Data presets: what a data set fixes in every config, whatever the rule.
 
 A preset is :func:`fastgen.configs.default.get_config` with the data set's ``data``, ``network``,
-``eval`` and ``sample`` sections and its ``train`` cadence (log, checkpoint, sample pictures); a rule file (``fastgen/configs/<rule>.py``) starts from one and
-sets its recipe. The sections are those of a one-step student: ``sample.num_steps=1``, in-loop
-evaluation at 1, 2 and 4 student steps and of the teacher's Heun sampler at 18 steps (35 NFE).
+``eval`` and ``sample`` sections and its ``train`` cadence (log, checkpoint, sample pictures); a
+rule file (``fastgen/configs/<rule>.py``) starts from one and sets its recipe. The sections are
+those of a one-step student: ``sample.num_steps=1``, in-loop evaluation at 1, 2 and 4 student
+steps and of the teacher's Heun sampler at 18 steps (35 NFE).
 
 - ``gmm2d``: the 2-D Gaussian mixture, a residual MLP (3 blocks of width 128), exact metrics
   against the known mixture (data-space Fréchet distance and sliced Wasserstein of 10k samples,

@@ -54,6 +54,3 @@ def adm(img_resolution: int, in_channels: int, num_classes: int,
                  attn_resolutions=(32, 16, 8), dropout=0.10, num_classes=num_classes)
   section.update(arguments)
   return ml_collections.ConfigDict(section)
-
-
-ARCHITECTURES = {'ddpmpp': ddpmpp, 'ncsnpp': ncsnpp, 'adm': adm}
