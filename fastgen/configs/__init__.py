@@ -1,10 +1,11 @@
 """fastgen's configs: ``default.py``, data presets x one file per rule, by name.
 
 A config is named ``<rule>_<data>[:<variant>]`` (``sid_cifar``,
-``slimflow_gmm2d:one_step_regression``): ``fastgen/configs/<rule>.py``'s ``get_config('<data>[:<variant>]')``, ``<data>`` one of the rule's
-``DATA_SETS`` (data presets: :mod:`fastgen.configs.data_presets`). Every module here with
-``DATA_SETS`` is a rule file, so a new rule needs one file. The command line takes the same names
-in the forms the docs use, from any directory:
+``slimflow_gmm2d:one_step_regression``): ``get_config('<data>[:<variant>]')`` of
+``fastgen/configs/<rule>.py``, ``<data>`` one of the rule file's ``DATA_SETS`` (data presets:
+:mod:`fastgen.configs.data_presets`), ``<variant>`` one of its ``VARIANTS``. Every module here
+with ``DATA_SETS`` is a rule file, so a new rule needs one file. The command line takes the same
+names in the forms the docs use, from any directory:
 
   python -m fastgen.main --config=configs/sid_cifar.py ...   # or sid_cifar, or sid:cifar
 
@@ -53,7 +54,8 @@ def _unknown(name: str) -> UnknownConfigError:
   known = []
   for rule, module in rule_modules().items():
     variants = '|'.join(getattr(module, 'VARIANTS', ()))
-    known.append(f'{rule}_{{{",".join(module.DATA_SETS)}}}' + (f'[:{variants}]' if variants else ''))
+    known.append(f'{rule}_{{{",".join(module.DATA_SETS)}}}' +
+                 (f'[:{variants}]' if variants else ''))
   return UnknownConfigError(f'unknown config {name!r}; known: {", ".join(known)} (or the path '
                             f'of a config file)')
 
@@ -100,13 +102,13 @@ def config_file_flag(value: str) -> str:
   return f'{module.__file__}:{arg}'
 
 
-def resolve_config_flag(argv: list[str], flag: str = 'config') -> list[str]:
-  """``argv`` with the value of ``--<flag>=V`` (or ``--<flag> V``) passed through
+def resolve_config_flag(argv: list[str]) -> list[str]:
+  """``argv`` with the value of ``--config=V`` (or ``--config V``) passed through
   :func:`config_file_flag`."""
   argv = list(argv)
   for i, arg in enumerate(argv):
-    if arg.startswith(f'--{flag}='):
-      argv[i] = f'--{flag}=' + config_file_flag(arg.split('=', 1)[1])
-    elif arg == f'--{flag}' and i + 1 < len(argv):
+    if arg.startswith('--config='):
+      argv[i] = '--config=' + config_file_flag(arg[len('--config='):])
+    elif arg == '--config' and i + 1 < len(argv):
       argv[i + 1] = config_file_flag(argv[i + 1])
   return argv
