@@ -3,7 +3,7 @@
   python experiments/rules_table.py --data=gmm2d                   # ~8 min on 2 CPU cores
   python experiments/rules_table.py --data=digits --num_steps=1500  # ~75 min; runs/edm_digits
 
-For every rule it trains ``configs/<rule>_<data>.py`` (optionally shortened) in
+For every rule it trains the config ``<rule>_<data>`` (optionally shortened) in
 ``runs/rules_table/<rule>_<data>`` (``--runs_dir``), then evaluates the EMA student at 1, 2 and 4
 steps with the config's evaluator (gmm2d: exact Fréchet distance and sliced Wasserstein to the known mixture;
 digits: FID in the shipped digits-classifier features) and the teacher's Heun sampler at 18 steps
@@ -26,7 +26,6 @@ rounds.
 
 import argparse
 import dataclasses
-import importlib
 import json
 import os
 import shutil
@@ -40,7 +39,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from fastgen import evaluate, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen import configs, evaluate, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')
 # Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow'.
@@ -112,7 +111,7 @@ def _round_end_metrics(workdir: str, objective, ks) -> dict:
 
 
 def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> dict:
-  config = importlib.import_module(f'configs.{rule}_{data}').get_config()
+  config = configs.get_config(f'{rule}_{data}')
   config.train.sample_every = 0
   config.eval.update(every=0, steps=tuple(ks))
   if num_steps:

@@ -42,7 +42,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fastgen import denoiser as denoiser_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fastgen import objectives, sharding, teachers, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen import configs, objectives, sharding, teachers, train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import flop_count  # pylint: disable=g-import-not-at-top,wrong-import-position
 import profile_summary  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -61,6 +61,9 @@ PEAK_TFLOPS = {
 
 
 def load_config(path: str):
+  """A packaged config by name (``configs/sid_cifar.py``, ``sid_cifar``) or a config file."""
+  if not os.path.isfile(path):
+    return configs.get_config(path)
   spec = importlib.util.spec_from_file_location('config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -166,7 +169,7 @@ def main():
   print(f'device: {device}')
   rows = []
   for path in args.configs:
-    config = load_config(os.path.join(REPO, path) if not os.path.isabs(path) else path)
+    config = load_config(path)
     if args.dtype:
       config.network.dtype = args.dtype
     if args.model:

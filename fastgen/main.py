@@ -16,8 +16,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow (metric writers
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
-                                          lock_config=True)
+from fastgen import configs  # pylint: disable=g-import-not-at-top
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'A packaged config by name (configs/sid_cifar.py, sid_cifar or sid:cifar, '
+    'with an optional :variant) or the path of a config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, samples.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -70,13 +73,16 @@ def main(argv):
 
 
 def _parse_flags(argv):
-  """absl flag parsing, with a bad ``--config.x.y`` override or config file as one error line."""
+  """absl flag parsing, with a bad ``--config.x.y`` override or config file as one error line; a
+  config name is looked up in :mod:`fastgen.configs`."""
   try:
-    argv = flags.FLAGS(argv)
+    argv = flags.FLAGS(configs.resolve_config_flag(argv))
     _CONFIG.value.keys()  # A config file that failed to load raises here, not at parse time.
     return argv
   except flags.Error as e:
     print(f'fastgen: error: {e}\nPass --helpshort for the flags.', file=sys.stderr)
+  except configs.UnknownConfigError as e:
+    print(f'fastgen: error: {e}', file=sys.stderr)
   except (AttributeError, KeyError) as e:
     bad = [a for a in argv[1:] if a.startswith('--config.')]
     print(f'fastgen: error: unknown config key in {" ".join(bad) or "--config"}: {e}',

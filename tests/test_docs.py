@@ -37,11 +37,11 @@ def test_guide_rule_distils_the_mixture_teacher(tmp_path, monkeypatch):
   with open(GUIDE) as f:
     guide = f.read()
   files = files_in_guide(guide)
-  assert sorted(files) == ['configs/kd_gmm2d.py', 'fastgen/objectives/kd.py'], sorted(files)
+  assert sorted(files) == ['fastgen/configs/kd.py', 'fastgen/objectives/kd.py'], sorted(files)
   assert "'kd': kd.KnowledgeDistillation," in guide  # the registry line the guide tells to add
   kd = _module('fastgen.objectives.kd', files['fastgen/objectives/kd.py'], monkeypatch)
   monkeypatch.setitem(objectives.OBJECTIVES, 'kd', kd.KnowledgeDistillation)
-  config = _module('configs.kd_gmm2d', files['configs/kd_gmm2d.py'], monkeypatch).get_config()
+  config = _module('fastgen.configs.kd', files['fastgen/configs/kd.py'], monkeypatch).get_config()
 
   # The guide's config, shortened: a smaller batch, 250 steps with a shorter EMA, an 8-step
   # Heun teacher (the target and the reference alike), one evaluation with 4096 samples.

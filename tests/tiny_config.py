@@ -1,6 +1,6 @@
 """A seconds-long EDM run on the 2-D mixture, for trainer and CLI tests."""
 
-from configs import default
+from fastgen.configs import default
 
 
 def get_config(num_steps=60):

@@ -6,11 +6,12 @@
       --inception_weights=/path/inception-2015-12-05.pkl --num_samples=50000 \
       --out=refs/cifar10-32x32.npz
 
-or with the data section of a training config: ``--config=configs/edm_cifar.py`` (then
-``--dataset``, ``--split`` and ``--data_dir`` are ignored). The digits use every image of the split
-once. Other sets read ``--num_samples`` images (rounded up to whole batches) from the start of the
-seed-0 stream of :func:`fastgen.data.make_dataset`, i.e. distinct images while ``num_samples`` is
-at most the set's size. For CIFAR-10, EDM's published ``cifar10-32x32.npz`` (all 50k training
+or with the data section of a training config: ``--config=configs/edm_cifar.py`` (a name of
+:mod:`fastgen.configs` or a config file; then ``--dataset``, ``--split`` and ``--data_dir`` are
+ignored). The digits use every image of the split once. Other sets read ``--num_samples`` images
+(rounded up to whole batches) from the start of the seed-0 stream of
+:func:`fastgen.data.make_dataset`, i.e. distinct images while ``num_samples`` is at most the set's
+size. For CIFAR-10, EDM's published ``cifar10-32x32.npz`` (all 50k training
 images, NVIDIA's detector) can be used as is.
 """
 
@@ -77,9 +78,12 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  import sys
   from absl import app, flags
   from ml_collections import config_flags
-  _CONFIG = config_flags.DEFINE_config_file('config', None, 'A training config: its data section.')
+  from fastgen import configs
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', None, 'A training config (a fastgen.configs name or a file): its data section.')
   _DATASET = flags.DEFINE_string('dataset', 'digits', 'A fastgen data set (fastgen.data).')
   _SPLIT = flags.DEFINE_string('split', 'train', 'Split of the data set.')
   _DATA_DIR = flags.DEFINE_string('data_dir', '', 'data_dir of TFDS / folder data sets.')
@@ -89,4 +93,4 @@ if __name__ == '__main__':
   _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 0, 'Images; 0 = the whole split (digits).')
   _BATCH_SIZE = flags.DEFINE_integer('batch_size', 500, 'Images per feature batch.')
   _OUT = flags.DEFINE_string('out', None, 'Output .npz (EDM format).', required=True)
-  app.run(main)
+  app.run(main, argv=configs.resolve_config_flag(sys.argv))

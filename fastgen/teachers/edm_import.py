@@ -3,6 +3,8 @@
   python -m fastgen.teachers.edm_import edm-cifar10-32x32-cond-vp.pkl --workdir=teachers/cifar_cond
   python -m fastgen.teachers.edm_import model.pt --config=configs/sid_cifar.py --workdir=OUT
 
+(``--config`` takes the names of :mod:`fastgen.configs` or the path of a config file.)
+
 writes a fastgen workdir (``config.json`` + an orbax checkpoint at step 0 whose ``params`` and
 ``ema`` hold the network), usable as ``--config.teacher.workdir=OUT`` (``teacher.kind
 ='checkpoint'``) and by ``--mode=eval`` / ``--mode=sample`` with the config it was converted with.
@@ -34,7 +36,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fastgen import configs
 from fastgen import denoiser as denoiser_lib
+from fastgen.configs import default
 from fastgen.teachers import torch_files
 
 PRECONDITIONINGS = {'EDMPrecond': 'edm', 'VPPrecond': 'vp', 'VEPrecond': 've'}
@@ -384,7 +388,6 @@ def write_workdir(workdir: str, config: ml_collections.ConfigDict, params) -> No
 
 def import_to_workdir(source: str, workdir: str, config=None) -> dict:
   """Convert ``source`` and write ``workdir``; returns the network config section."""
-  from configs import default
   network_config, params, dropped = read_edm(
       source, None if config is None else config.network.to_dict())
   config = ml_collections.ConfigDict(
@@ -414,6 +417,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  import sys
   from absl import app, flags
   from ml_collections import config_flags
   _CONFIG = config_flags.DEFINE_config_file(
@@ -421,4 +425,4 @@ if __name__ == '__main__':
       'checked against a pickle\'s; its data and optim sections go to the workdir\'s config.')
   _WORKDIR = flags.DEFINE_string('workdir', None, 'The fastgen workdir to write (new).',
                                  required=True)
-  app.run(main)
+  app.run(main, argv=configs.resolve_config_flag(sys.argv))

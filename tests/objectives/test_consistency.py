@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from configs import (cd_cifar, cd_digits, cd_gmm2d, ct_cifar, ct_digits, ct_gmm2d, edm_cifar,
-                     edm_digits)
-from fastgen import checkpoint, objectives, samplers, teachers, train
+from fastgen import checkpoint, configs, objectives, samplers, teachers, train
 from fastgen.evaluation import exact
 from fastgen.networks import mlp
 from tests.objectives import image_configs
@@ -104,7 +102,7 @@ def test_pseudo_huber_metric():
 
 
 def test_init_from_teacher_refuses_a_closed_form_teacher():
-  config = cd_gmm2d.get_config()
+  config = configs.get_config('cd_gmm2d')
   config.objective.init_from_teacher = True
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   objective = objectives.make_objective(config, teacher)
@@ -113,7 +111,7 @@ def test_init_from_teacher_refuses_a_closed_form_teacher():
 
 
 def test_cd_target_is_an_ema_of_the_student_moved_before_each_step():
-  config = cd_gmm2d.get_config()
+  config = configs.get_config('cd_gmm2d')
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   objective = objectives.make_objective(config, teacher)
   params = objective.init(jax.random.key(0), _batch(), teacher_params)
@@ -126,13 +124,13 @@ def test_cd_target_is_an_ema_of_the_student_moved_before_each_step():
   assert set(objective.init(jax.random.key(0), _batch(), teacher_params)) == {'student'}
 
 
-@pytest.mark.parametrize('config_module, teacher_module', [
-    (cd_digits, edm_digits), (cd_cifar, edm_cifar), (ct_digits, edm_digits),
-    (ct_cifar, edm_cifar)])
-def test_image_configs_build(config_module, teacher_module):
-  config = config_module.get_config()
+@pytest.mark.parametrize('config_name, teacher_name', [
+    ('cd_digits', 'edm_digits'), ('cd_cifar', 'edm_cifar'), ('ct_digits', 'edm_digits'),
+    ('ct_cifar', 'edm_cifar')])
+def test_image_configs_build(config_name, teacher_name):
+  config = configs.get_config(config_name)
   shape_keys = lambda c: {k: v for k, v in c.network.items() if k not in ('dropout', 'num_classes')}
-  assert shape_keys(config) == shape_keys(teacher_module.get_config())
+  assert shape_keys(config) == shape_keys(configs.get_config(teacher_name))
   objective, teacher_params, params = image_configs.abstract_init(config)
   if config.objective.name == 'cd':
     assert jax.tree.structure(params['student']) == jax.tree.structure(teacher_params)
@@ -143,14 +141,13 @@ def test_image_configs_build(config_module, teacher_module):
 # ---------------------------------------------------------------- ground truth on the 2-D mixture
 
 
-def _train_and_measure(tmp_path, config_module, *overrides, num=20_000):
+def _train_and_measure(tmp_path, config_name, *overrides, num=20_000):
   """(FD of the student's 1-step samples, FD of the teacher's Heun 35-NFE samples, FD floor),
   exact FD to the gmm2d moments. Training runs through the CLI on one CPU device (the 8 simulated
   devices of the test session make it several times slower)."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
-  name = config_module.__name__.split('.')[-1]
-  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={REPO}/configs/{name}.py',
+  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={config_name}',
          f'--workdir={tmp_path}', '--config.train.sample_every=0', *overrides]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -158,7 +155,7 @@ def _train_and_measure(tmp_path, config_module, *overrides, num=20_000):
   metrics = exact.ExactMetrics(*exact.mixture_from_teacher(truth_params), num, floor_repeats=2)
   heun = samplers.sample(truth, truth_params, jax.random.key(3), (num, 2), method='heun',
                          num_steps=18)
-  experiment = train.Experiment(config_module.get_config())
+  experiment = train.Experiment(configs.get_config(config_name))
   state = checkpoint.load_params(str(tmp_path), ())
   one_step = experiment.sample(train.sampling_params(state), jax.random.key(0), num, 1)
   fds = metrics(one_step)['fd'], metrics(heun)['fd'], metrics.floor['fd']
@@ -167,27 +164,27 @@ def _train_and_measure(tmp_path, config_module, *overrides, num=20_000):
 
 
 def test_short_cd_run_reaches_the_teacher_in_one_step(tmp_path):
-  # configs/cd_gmm2d.py shortened to 1000 steps (~15 s). Measured: CD 1-step FD 0.0012 (1500
+  # cd_gmm2d shortened to 1000 steps (~15 s). Measured: CD 1-step FD 0.0012 (1500
   # steps: 0.0013, 3000: 0.0012), teacher Heun-35 0.0015, floor 0.0001; untrained (f = c_skip x,
   # nearly 0) about 1.9.
-  fd, teacher_fd, _ = _train_and_measure(tmp_path, cd_gmm2d, '--config.train.num_steps=1000',
+  fd, teacher_fd, _ = _train_and_measure(tmp_path, 'cd_gmm2d', '--config.train.num_steps=1000',
                                          '--config.train.checkpoint_every=1000')
   assert fd < teacher_fd + 0.002
 
 
 def test_short_ct_run_learns_the_mixture_in_one_step(tmp_path):
-  # configs/ct_gmm2d.py shortened to 2000 steps (~30 s), the curriculum with it. Measured: iCT
+  # ct_gmm2d shortened to 2000 steps (~30 s), the curriculum with it. Measured: iCT
   # 1-step FD 0.0010 (1000 steps: 0.0060, 1500: 0.0025), teacher Heun-35 0.0015; iCT learns from
   # data alone.
   fd, teacher_fd, _ = _train_and_measure(
-      tmp_path, ct_gmm2d, '--config.train.num_steps=2000', '--config.objective.total_steps=2000',
+      tmp_path, 'ct_gmm2d', '--config.train.num_steps=2000', '--config.objective.total_steps=2000',
       '--config.train.checkpoint_every=2000')
   assert fd < teacher_fd + 0.001
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('config_module', [cd_gmm2d, ct_gmm2d])
-def test_full_gmm2d_configs_match_the_teacher_ode(tmp_path, config_module):
+@pytest.mark.parametrize('config_name', ['cd_gmm2d', 'ct_gmm2d'])
+def test_full_gmm2d_configs_match_the_teacher_ode(tmp_path, config_name):
   # 3000 steps each (~35 s). Measured: CD 1-step FD 0.0012, iCT 0.0026; teacher Heun-35 0.0015.
-  fd, teacher_fd, _ = _train_and_measure(tmp_path, config_module)
-  assert fd < teacher_fd + (0.0005 if config_module is cd_gmm2d else 0.0015)
+  fd, teacher_fd, _ = _train_and_measure(tmp_path, config_name)
+  assert fd < teacher_fd + (0.0005 if config_name == 'cd_gmm2d' else 0.0015)

@@ -13,8 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import dmd2_cifar, dmd2_gmm2d, dmd_digits, dmd_gmm2d, sida_cifar
-from fastgen import objectives, teachers, train
+from fastgen import configs, objectives, teachers, train
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
 from fastgen.objectives import dmd
@@ -117,22 +116,22 @@ def test_regression_needs_the_coupling_data_set():
                                             jax.random.key(1), 0), params)
 
 
-@pytest.mark.parametrize('config_module', [dmd_gmm2d, dmd2_gmm2d])
-def test_gmm2d_configs_build(config_module):
-  config = config_module.get_config()
+@pytest.mark.parametrize('config_name', ['dmd_gmm2d', 'dmd2_gmm2d'])
+def test_gmm2d_configs_build(config_name):
+  config = configs.get_config(config_name)
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   objective = objectives.make_objective(config, teacher)
   params = jax.eval_shape(objective.init, jax.random.key(0), _batch(), teacher_params)
   assert set(params) == {'generator', 'fake_score'}
-  assert ('head' in params['fake_score']) == (config_module is dmd2_gmm2d)
+  assert ('head' in params['fake_score']) == (config_name == 'dmd2_gmm2d')
 
 
-@pytest.mark.parametrize('config_module', [dmd_digits, dmd2_cifar, sida_cifar])
-def test_image_configs_build_and_start_from_their_teacher(config_module):
-  config = config_module.get_config()
+@pytest.mark.parametrize('config_name', ['dmd_digits', 'dmd2_cifar', 'sida_cifar'])
+def test_image_configs_build_and_start_from_their_teacher(config_name):
+  config = configs.get_config(config_name)
   objective, teacher_params, params = image_configs.abstract_init(config)
   assert jax.tree.structure(params['generator']) == jax.tree.structure(teacher_params)
-  assert objective.adversarial == (config_module in (dmd2_cifar, sida_cifar))
+  assert objective.adversarial == (config_name in ('dmd2_cifar', 'sida_cifar'))
 
 
 # ---------------------------------------------------------------- ground truth on the 2-D mixture
@@ -140,11 +139,11 @@ def test_image_configs_build_and_start_from_their_teacher(config_module):
 
 def _distil(tmp_path, config, *overrides):
   """The final in-loop exact metrics (10k samples, 1 step; teacher: Heun 35 NFE) of
-  ``configs/<config>.py`` with ``overrides``, trained through the CLI on one CPU device (the 8
+  the config named ``config`` with ``overrides``, trained through the CLI on one CPU device (the 8
   simulated devices of the test session make it several times slower)."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
-  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={REPO}/configs/{config}.py',
+  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={config}',
          f'--workdir={tmp_path}', '--config.train.sample_every=0', '--config.eval.steps=(1,)',
          *overrides]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

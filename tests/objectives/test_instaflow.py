@@ -7,8 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import instaflow_digits, instaflow_gmm2d, reflow_digits, reflow_gmm2d
-from fastgen import checkpoint, couplings, teachers, train
+from fastgen import checkpoint, configs, couplings, teachers, train
 from fastgen.objectives import instaflow
 from tests.objectives import image_configs
 from tests.objectives import rectified_flow_toys as toys
@@ -40,7 +39,7 @@ def _tiny(config, tmp_path, name):
 def test_a_reflow_workdir_is_the_teacher_of_an_instaflow_run(tmp_path):
   # A reflow workdir as the trainer leaves it: config.json and a checkpoint of the state
   # (initialised, not trained: this test is about loading, and training compiles slowly).
-  reflow_config = _tiny(reflow_gmm2d.get_config(), tmp_path, 'reflow')
+  reflow_config = _tiny(configs.get_config('reflow_gmm2d'), tmp_path, 'reflow')
   reflow_config.data = reflow_config.data.source  # no couplings needed to initialise
   reflow_config.objective.couplings = 'online'
   reflow_dir = str(tmp_path / 'reflow')
@@ -53,7 +52,7 @@ def test_a_reflow_workdir_is_the_teacher_of_an_instaflow_run(tmp_path):
   checkpointer.save(1, reflow_state, {'step': 1})
   checkpointer.close()
 
-  config = _tiny(instaflow_gmm2d.get_config(), tmp_path, 'instaflow')
+  config = _tiny(configs.get_config('instaflow_gmm2d'), tmp_path, 'instaflow')
   config.teacher.workdir = reflow_dir
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   assert teacher.parameterization == 'flow'
@@ -67,7 +66,7 @@ def test_a_reflow_workdir_is_the_teacher_of_an_instaflow_run(tmp_path):
 
 
 def test_image_configs_start_from_their_reflow_teacher():
-  config = instaflow_digits.get_config()
-  assert config.network == reflow_digits.get_config().network
+  config = configs.get_config('instaflow_digits')
+  assert config.network == configs.get_config('reflow_digits').network
   objective, teacher_params, params = image_configs.abstract_init(config)
   assert jax.tree.structure(params['student']) == jax.tree.structure(teacher_params)

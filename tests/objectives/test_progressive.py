@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import edm_cifar, edm_digits, pd_cifar, pd_digits, pd_gmm2d
-from fastgen import checkpoint, denoiser as denoiser_lib, diffusion, samplers, teachers
+from fastgen import checkpoint, configs, denoiser as denoiser_lib, diffusion, samplers, teachers
 from fastgen import train
 from fastgen.evaluation import exact
 from fastgen.networks import mlp
@@ -93,12 +92,12 @@ def test_init_from_teacher_refuses_a_closed_form_teacher():
     objective.init(jax.random.key(0), _batch(), teacher_params)
 
 
-@pytest.mark.parametrize('config_module, teacher_module', [
-    (pd_digits, edm_digits), (pd_cifar, edm_cifar)])
-def test_image_configs_build_and_start_from_their_teacher(config_module, teacher_module):
-  config = config_module.get_config()
+@pytest.mark.parametrize('config_name, teacher_name', [
+    ('pd_digits', 'edm_digits'), ('pd_cifar', 'edm_cifar')])
+def test_image_configs_build_and_start_from_their_teacher(config_name, teacher_name):
+  config = configs.get_config(config_name)
   without_dropout = lambda c: {k: v for k, v in c.network.items() if k != 'dropout'}
-  assert without_dropout(config) == without_dropout(teacher_module.get_config())
+  assert without_dropout(config) == without_dropout(configs.get_config(teacher_name))
   objective, teacher_params, params = image_configs.abstract_init(config)
   assert objective.student_steps(objective.num_rounds - 1) == 1
   assert config.train.num_steps == objective.num_rounds * objective.steps_per_round
@@ -109,7 +108,7 @@ def test_image_configs_build_and_start_from_their_teacher(config_module, teacher
 
 
 def _tiny_config(num_steps):
-  config = pd_gmm2d.get_config()
+  config = configs.get_config('pd_gmm2d')
   config.data.batch_size = 64
   config.network.update(hidden=32, depth=1, emb_dim=16)
   config.objective.update(initial_steps=8, steps_per_round=10)
@@ -133,10 +132,10 @@ def test_run_restarted_inside_a_round_ends_bit_identical(tmp_path):
 def _train_and_measure(tmp_path, *overrides, num=20_000):
   """(FD of the student's 1-step samples, FD of the teacher's 2 N_0-step DDIM on the PD grid
   (round 0's target sampler), FD of its Heun 35-NFE samples), exact FD to the gmm2d moments.
-  Training runs configs/pd_gmm2d.py through the CLI on one CPU device."""
+  Training runs pd_gmm2d through the CLI on one CPU device."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
-  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={REPO}/configs/pd_gmm2d.py',
+  cmd = [sys.executable, '-m', 'fastgen.main', '--config=pd_gmm2d',
          f'--workdir={tmp_path}', '--config.train.sample_every=0', *overrides]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -144,7 +143,7 @@ def _train_and_measure(tmp_path, *overrides, num=20_000):
   metrics = exact.ExactMetrics(*exact.mixture_from_teacher(truth_params), num, floor_repeats=2)
   noise = jax.random.normal(jax.random.key(3), (num, 2))
   denoise = lambda x, s: truth(truth_params, x, s)
-  config = pd_gmm2d.get_config()
+  config = configs.get_config('pd_gmm2d')
   config.update_from_flattened_dict(
       {k.split('=')[0][len('--config.'):]: int(k.split('=')[1]) for k in overrides})
   steps = 2 * config.objective.initial_steps
@@ -172,7 +171,7 @@ def test_short_pd_run_distils_sixteen_teacher_steps_into_one(tmp_path):
 
 @pytest.mark.slow
 def test_full_pd_gmm2d_config_is_within_the_target_of_the_teacher_ode(tmp_path):
-  # configs/pd_gmm2d.py: 6 rounds of 750 steps (~2 min). Measured here (20k samples): PD 1-step
+  # pd_gmm2d: 6 rounds of 750 steps (~2 min). Measured here (20k samples): PD 1-step
   # FD 0.00186, teacher DDIM-64 (round 0's target) 0.00052, Heun-35 0.00146 (the rules table's
   # 10k samples: 0.0012 and 0.0017). The target of the rules issue: within 1.3x the teacher ODE.
   fd, _, heun_fd = _train_and_measure(tmp_path)

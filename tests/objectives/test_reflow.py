@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import reflow_gmm2d
-from fastgen import evaluate, objectives, teachers, train
+from fastgen import configs, evaluate, objectives, teachers, train
 from fastgen.objectives import reflow
 from tests.objectives import rectified_flow_toys as toys
 
@@ -53,7 +52,7 @@ def test_pseudo_huber_premetric():
     ('couplings', 'cached', 'objective.couplings'),
 ])
 def test_bad_options_give_one_clear_error(option, value, message):
-  config = reflow_gmm2d.get_config()
+  config = configs.get_config('reflow_gmm2d')
   config.objective[option] = value
   with pytest.raises(ValueError, match=message):
     objectives.make_objective(config, teachers.analytic_teacher('gmm2d')[0])
@@ -69,7 +68,7 @@ def test_dataset_couplings_need_the_couplings_data_set():
 
 
 def _short_config(tmp_path):
-  config = reflow_gmm2d.get_config()
+  config = configs.get_config('reflow_gmm2d')
   config.data.update(batch_size=256, num_pairs=4096, shard_size=4096, ode_steps=32,
                      directory=str(tmp_path / 'couplings'))
   config.network.update(hidden=64, depth=2)

@@ -16,8 +16,7 @@ import optax
 import pytest
 import scipy.linalg
 
-from configs import edm_cifar, edm_digits, sid_cifar, sid_digits, sid_gmm2d
-from fastgen import checkpoint, objectives, samplers, teachers, train
+from fastgen import checkpoint, configs, objectives, samplers, teachers, train
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
 from tests.objectives import image_configs
@@ -85,17 +84,17 @@ def test_init_from_teacher_refuses_a_teacher_of_another_architecture():
   assert set(fresh) == {'generator', 'fake_score'}
 
 
-@pytest.mark.parametrize('config_module, teacher_module', [
-    (sid_digits, edm_digits), (sid_cifar, edm_cifar)])
-def test_image_configs_build_and_start_from_their_teacher(config_module, teacher_module):
-  config = config_module.get_config()
-  assert config.network.to_dict() == teacher_module.get_config().network.to_dict()
+@pytest.mark.parametrize('config_name, teacher_name', [
+    ('sid_digits', 'edm_digits'), ('sid_cifar', 'edm_cifar')])
+def test_image_configs_build_and_start_from_their_teacher(config_name, teacher_name):
+  config = configs.get_config(config_name)
+  assert config.network.to_dict() == configs.get_config(teacher_name).network.to_dict()
   objective, teacher_params, params = image_configs.abstract_init(config)
   assert jax.tree.structure(params['generator']) == jax.tree.structure(teacher_params)
 
 
 def test_gmm2d_config_builds():
-  config = sid_gmm2d.get_config()
+  config = configs.get_config('sid_gmm2d')
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   objective = objectives.make_objective(config, teacher)
   assert objective.groups == ('fake_score', 'generator') and not objective.init_from_teacher
@@ -122,16 +121,16 @@ def _sliced_wasserstein(a, b, num_projections=256):
 
 
 def _distill_and_compare(tmp_path, *overrides, num=20_000):
-  """(FD, SWD) of the SiD 1-step generator trained by ``configs/sid_gmm2d.py`` with ``overrides``
+  """(FD, SWD) of the SiD 1-step generator trained by ``sid_gmm2d`` with ``overrides``
   and of the teacher's Heun 35-NFE samples. Training runs through the CLI (``train_and_evaluate``)
   on one CPU device: the 8 simulated devices of the test session make it 6x slower."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
-  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={REPO}/configs/sid_gmm2d.py',
+  cmd = [sys.executable, '-m', 'fastgen.main', '--config=sid_gmm2d',
          f'--workdir={tmp_path}', '--config.train.sample_every=0', *overrides]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  config = sid_gmm2d.get_config()
+  config = configs.get_config('sid_gmm2d')
   experiment = train.Experiment(config)
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
   mean, cov = teacher.moments(teacher_params)
@@ -158,7 +157,7 @@ def test_short_sid_run_reaches_the_teacher_on_gmm2d(tmp_path):
 
 @pytest.mark.slow
 def test_full_sid_gmm2d_config_matches_or_beats_the_teacher_ode(tmp_path):
-  # configs/sid_gmm2d.py, 4000 steps (~70 s). Measured: SiD 1-step FD 0.0004, SWD 0.030; teacher
+  # sid_gmm2d, 4000 steps (~70 s). Measured: SiD 1-step FD 0.0004, SWD 0.030; teacher
   # Heun-35 FD 0.0015, SWD 0.034 (the teacher's score is exact, its ODE solve is not).
   (fd, swd), (teacher_fd, teacher_swd) = _distill_and_compare(tmp_path)
   assert fd < teacher_fd and swd < 1.1 * teacher_swd

@@ -271,9 +271,9 @@ def test_released_edm_networks_have_edm_names_and_shapes():
 @pytest.mark.slow
 def test_full_size_cifar_pickle_matches_edm_forward_and_seeds_sid(tmp_path):
   """edm-cifar10-32x32-cond-vp's architecture at full size (55.7M parameters, random weights):
-  pickle -> converter with configs/sid_cifar.py -> teacher equals EDM's numpy forward, and SiD
+  pickle -> converter with the sid_cifar config -> teacher equals EDM's numpy forward, and SiD
   starts from it. About 2 minutes on 2 CPU cores."""
-  from configs import sid_cifar
+  from fastgen import configs
   from fastgen import objectives
   kwargs = dict(model_type='SongUNet', img_resolution=32, img_channels=3, label_dim=10,
                 augment_dim=9, model_channels=128, channel_mult=[2, 2, 2], dropout=0.13,
@@ -286,7 +286,7 @@ def test_full_size_cifar_pickle_matches_edm_forward_and_seeds_sid(tmp_path):
   pkl = str(tmp_path / 'edm-cifar10-32x32-cond-vp-like.pkl')
   edm_reference.write_network_pickle(pkl, {f'model.{k}': v for k, v in state_dict.items()},
                                      'EDMPrecond', kwargs)
-  config = sid_cifar.get_config()
+  config = configs.get_config('sid_cifar')
   config.teacher.workdir = str(tmp_path / 'teacher')
   edm_import.import_to_workdir(pkl, config.teacher.workdir, config)
   model, params = teachers.load_teacher(config.teacher)
