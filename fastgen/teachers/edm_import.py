@@ -29,6 +29,7 @@ import pickle
 import re
 import shutil
 import signal
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +84,20 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+def _raise_if_interrupted():
+  """Raise a signal that came but was not raised: deferred, or swallowed where Python cannot
+  propagate an exception (a gc callback, a ``__del__``)."""
+  if _signals['pending'] is not None:
+    raise Interrupted(_signals['pending'])
+
+
+def _hide_swallowed_interrupt(unraisable):
+  """``sys.unraisablehook``: an :class:`Interrupted` raised inside a gc callback is not printed
+  (:func:`_raise_if_interrupted` raises it again); anything else is, as usual."""
+  if not isinstance(unraisable.exc_value, Interrupted):
+    sys.__unraisablehook__(unraisable)
+
+
 @contextlib.contextmanager
 def _signals_deferred():
   """A signal during the block is raised when it ends: an orbax save (whose threads write into
@@ -92,8 +107,7 @@ def _signals_deferred():
     yield
   finally:
     _signals['deferring'] = False
-  if _signals['pending'] is not None:
-    raise Interrupted(_signals['pending'])
+  _raise_if_interrupted()
 
 
 # ----------------------------------------------------------------------- architecture <-> kwargs
@@ -430,6 +444,7 @@ def import_to_workdir(source: str, workdir: str, config=None) -> dict:
   from configs import default
   network_config, params, dropped = read_edm(
       source, None if config is None else config.network.to_dict())
+  _raise_if_interrupted()
   config = ml_collections.ConfigDict(
       (config if config is not None else default.get_config()).to_dict())
   config.network = ml_collections.ConfigDict(network_config)
@@ -442,13 +457,13 @@ def import_to_workdir(source: str, workdir: str, config=None) -> dict:
 
 
 def main(argv):
-  import sys
   if len(argv) != 2:
     print('usage: python -m fastgen.teachers.edm_import SRC --workdir=OUT [--config=FILE]',
           file=sys.stderr)
     sys.exit(1)
   for signum in _HANDLED_SIGNALS:
     signal.signal(signum, _raise_interrupted)
+  sys.unraisablehook = _hide_swallowed_interrupt
   try:
     network_config = import_to_workdir(argv[1], _WORKDIR.value, _CONFIG.value)
   except (EDMImportError, OSError, pickle.UnpicklingError) as e:
