@@ -115,7 +115,7 @@ def array_checksums(state) -> dict[str, str]:
   """``{'params/denoiser/...': 16 hex digits}``: :func:`_array_checksum` of every array."""
   sums = _checksum_tree(state)
   return {'/'.join(_key_names(path)): ''.join(f'{int(c):08x}' for c in
-                                              np.asarray(value.addressable_data(0)))
+                                              jax.device_get(value.addressable_data(0)))
           for path, value in jax.tree.leaves_with_path(sums)}
 
 
