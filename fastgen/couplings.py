@@ -12,11 +12,13 @@ The pairs live on disk as a resumable data set, ``<directory>/shard_<i>.npz`` wi
 pure function of ``(seed, i)`` and the teacher, computed with its batch split over the mesh's
 'data' axis and written atomically by process 0, so an interrupted generation resumes at the first
 missing shard and gives the pairs an uninterrupted one would have. ``data.name='couplings'``
-(:mod:`fastgen.data.couplings`) reads them as batches ``{'x': x0, 'noise': z, 'label'}``.
+(:mod:`fastgen.data.couplings`) reads them as batches ``{'x': x0, 'noise': z, 'label'}``; a
+truncated, corrupt or misshapen shard is an error naming it (deleted, it is written again).
 """
 
 import json
 import os
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -151,8 +153,33 @@ def read_couplings(directory: str) -> tuple[dict, dict[str, np.ndarray]]:
     raise FileNotFoundError(f'the coupling set in {directory} is incomplete: {len(absent)} of '
                             f'{num_shards} shards missing (first: {absent[0]}); a training run '
                             f'with data.name="couplings" writes them')
-  shards = [np.load(p) for p in paths]
-  return meta, {k: np.concatenate([s[k] for s in shards]) for k in ('noise', 'x', 'label')}
+  shards = [_read_shard(p, meta) for p in paths]
+  return meta, {k: np.concatenate([s[k] for s in shards]) for k in _SHARD_DTYPES}
+
+
+_SHARD_DTYPES = {'noise': np.float32, 'x': np.float32, 'label': np.int32}
+
+
+def _read_shard(path: str, meta: dict) -> dict[str, np.ndarray]:
+  """The arrays of one shard, checked against the set's ``meta``; a truncated, corrupt or
+  misshapen shard is a ValueError naming it."""
+  remedy = 'delete it and a run with data.name="couplings" writes it again'
+  try:
+    with np.load(path, allow_pickle=False) as shard:
+      arrays = {k: shard[k] for k in _SHARD_DTYPES}
+  except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+    raise ValueError(f'coupling shard {path} is truncated or corrupt ({type(e).__name__}: '
+                     f'{str(e).splitlines()[0] if str(e) else ""}); {remedy}') from None
+  rows = (meta['shard_size'],)
+  expected = {'noise': rows + tuple(meta['shape']), 'x': rows + tuple(meta['shape']),
+              'label': rows}
+  wrong = [f'{k} {v.dtype}{list(v.shape)} (expected {np.dtype(_SHARD_DTYPES[k])}'
+           f'{list(expected[k])})' for k, v in arrays.items()
+           if v.shape != expected[k] or v.dtype != _SHARD_DTYPES[k]]
+  if wrong:
+    raise ValueError(f'coupling shard {path} does not fit {META_FILE}: {", ".join(wrong)}; '
+                     f'{remedy}')
+  return arrays
 
 
 def coupling_directory(data_config, workdir: str) -> str:

@@ -1,7 +1,9 @@
 """Couplings: the teacher-ODE solver against the closed-form flow of a Gaussian, and the on-disk
-coupling set (sharded writing, resumption shard by shard, refusal of other settings, the stream)."""
+coupling set (sharded writing, resumption shard by shard, refusal of other settings, damaged
+shards named, the stream)."""
 
 import os
+import re
 
 import jax
 import ml_collections
@@ -81,3 +83,33 @@ def test_coupling_stream_keeps_pairs_together_and_resumes(tmp_path):
       np.testing.assert_array_equal(a[key], b[key])
   host = data.make_dataset(config, seed=1, process_index=1, process_count=2)
   np.testing.assert_array_equal(next(host)['noise'], first[0]['noise'][12:])
+
+
+@pytest.mark.parametrize('fault, message', [
+    ('truncated', 'is truncated or corrupt (BadZipFile'),
+    ('random bytes', 'is truncated or corrupt (BadZipFile: Bad CRC-32'),
+    ('empty', 'is truncated or corrupt (EOFError'),
+    ('other set', 'does not fit meta.json: noise float32[8, 2] (expected float32[16, 2])'),
+])
+def test_damaged_shard_is_named_and_rewritten_once_deleted(tmp_path, fault, message):
+  _write(tmp_path)
+  _, pairs = couplings.read_couplings(str(tmp_path))
+  path = couplings.shard_path(str(tmp_path), 2)
+  data = bytearray(open(path, 'rb').read())
+  if fault == 'truncated':
+    data = data[:len(data) // 2]
+  elif fault == 'random bytes':  # inside the 'noise' record: its CRC-32 no longer matches
+    data[100:116] = np.random.default_rng(0).bytes(16)
+  elif fault == 'empty':
+    data = b''
+  else:  # a shard of a set with another shard size
+    np.savez(path, **{k: v[:8] for k, v in pairs.items()})
+  if fault != 'other set':
+    open(path, 'wb').write(bytes(data))
+  with pytest.raises(ValueError, match=f'coupling shard {path} ' + re.escape(message)):
+    couplings.read_couplings(str(tmp_path))
+  os.remove(path)
+  _write(tmp_path)
+  _, again = couplings.read_couplings(str(tmp_path))
+  for key in pairs:
+    np.testing.assert_array_equal(again[key], pairs[key])

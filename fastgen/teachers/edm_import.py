@@ -25,11 +25,13 @@ reverse, so a distilled student loads into EDM's networks (see ``fastgen.teacher
 """
 
 import collections
+import contextlib
 import os
 import pickle
 import re
 import shutil
-import zipfile
+import signal
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +64,54 @@ _VP_DEFAULTS = {'beta_d': 19.9, 'beta_min': 0.1, 'M': 1000}  # = fastgen.diffusi
 
 class EDMImportError(ValueError):
   """A checkpoint that does not fit (unknown architecture, missing / extra / misshapen tensors)."""
+
+
+class Interrupted(BaseException):
+  """SIGTERM, SIGINT or SIGHUP during :func:`main`: like KeyboardInterrupt, no ``except
+  Exception`` stops it, and the ``finally`` that removes a partial workdir runs."""
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = signum
+
+
+_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_signals = {'deferring': False, 'pending': None}  # state of the handler main() installs
+
+
+def _raise_interrupted(signum, frame):
+  del frame
+  if _signals['pending'] is not None:
+    return  # already interrupted: a second signal must not cut the clean-up short
+  _signals['pending'] = signum
+  if not _signals['deferring']:
+    raise Interrupted(signum)
+
+
+def _raise_if_interrupted():
+  """Raise a signal that came but was not raised: deferred, or swallowed where Python cannot
+  propagate an exception (a gc callback, a ``__del__``)."""
+  if _signals['pending'] is not None:
+    raise Interrupted(_signals['pending'])
+
+
+def _hide_swallowed_interrupt(unraisable):
+  """``sys.unraisablehook``: an :class:`Interrupted` raised inside a gc callback is not printed
+  (:func:`_raise_if_interrupted` raises it again); anything else is, as usual."""
+  if not isinstance(unraisable.exc_value, Interrupted):
+    sys.__unraisablehook__(unraisable)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+  """A signal during the block is raised when it ends: an orbax save (whose threads write into
+  the partial directory), the rename, and the removal of the partial directory run whole."""
+  _signals['deferring'] = True
+  try:
+    yield
+  finally:
+    _signals['deferring'] = False
+  _raise_if_interrupted()
 
 
 # ----------------------------------------------------------------------- architecture <-> kwargs
@@ -330,7 +380,10 @@ def read_edm(path: str, network_config=None):
   else:
     raise EDMImportError(f'{path} holds neither an EDM network (a pickle of one, or a snapshot '
                          f'dict with "ema") nor a state dict of tensors')
-  params, dropped = params_from_edm(state_dict, found)
+  try:
+    params, dropped = params_from_edm(state_dict, found)
+  except EDMImportError as e:
+    raise EDMImportError(f'{path}: {e}') from None
   return found, params, dropped
 
 
@@ -361,7 +414,8 @@ def _check_same_network(found: dict, network_config, path: str) -> None:
 def write_workdir(workdir: str, config: ml_collections.ConfigDict, params) -> None:
   """A fastgen workdir holding ``params`` as a trained EDM-objective run of ``config`` (step 0,
   ``params`` = ``ema``, fresh optimizer state), written to a temporary sibling and renamed, so
-  a failure leaves nothing at ``workdir``."""
+  a failure, or a signal once :func:`main` handles them, leaves nothing at ``workdir`` and no
+  ``<workdir>.partial-<pid>``."""
   from fastgen import checkpoint, train
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and (not os.path.isdir(workdir) or os.listdir(workdir)):
@@ -373,23 +427,27 @@ def write_workdir(workdir: str, config: ml_collections.ConfigDict, params) -> No
     state = {'step': jnp.zeros((), jnp.int32), 'params': {'denoiser': params},
              'ema': {'denoiser': jax.tree.map(jnp.copy, params)},
              'opt_state': {'denoiser': train.make_optimizer(config.optim).init(params)}}
-    checkpointer = checkpoint.Checkpointer(tmp, keep=1)
-    checkpointer.save(0, state, {})
-    checkpointer.close()
+    with _signals_deferred():
+      checkpointer = checkpoint.Checkpointer(tmp, keep=1)
+      checkpointer.save(0, state, {})
+      checkpointer.close()
     with open(os.path.join(tmp, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
-    if os.path.isdir(workdir):
-      os.rmdir(workdir)
-    os.rename(tmp, workdir)
+    with _signals_deferred():
+      if os.path.isdir(workdir):
+        os.rmdir(workdir)
+      os.rename(tmp, workdir)
   finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp)
+    with _signals_deferred():
+      if os.path.exists(tmp):
+        shutil.rmtree(tmp)
 
 
 def import_to_workdir(source: str, workdir: str, config=None) -> dict:
   """Convert ``source`` and write ``workdir``; returns the network config section."""
   network_config, params, dropped = read_edm(
       source, None if config is None else config.network.to_dict())
+  _raise_if_interrupted()
   config = ml_collections.ConfigDict(
       (config if config is not None else default.get_config()).to_dict())
   config.network = ml_collections.ConfigDict(network_config)
@@ -402,17 +460,23 @@ def import_to_workdir(source: str, workdir: str, config=None) -> dict:
 
 
 def main(argv):
-  import sys
   if len(argv) != 2:
     print('usage: python -m fastgen.teachers.edm_import SRC --workdir=OUT [--config=FILE]',
           file=sys.stderr)
     sys.exit(1)
+  for signum in _HANDLED_SIGNALS:
+    signal.signal(signum, _raise_interrupted)
+  sys.unraisablehook = _hide_swallowed_interrupt
   try:
     network_config = import_to_workdir(argv[1], _WORKDIR.value, _CONFIG.value)
-  except (EDMImportError, FileNotFoundError, pickle.UnpicklingError, zipfile.BadZipFile,
-          EOFError) as e:
+  except (EDMImportError, OSError, pickle.UnpicklingError) as e:
     print(f'fastgen: error: {e}', file=sys.stderr)
     sys.exit(1)
+  except Interrupted as e:
+    written = ('complete' if os.path.exists(os.path.join(_WORKDIR.value, 'config.json'))
+               else 'not written')
+    print(f'fastgen: error: interrupted by {e}; {_WORKDIR.value} {written}', file=sys.stderr)
+    sys.exit(128 + e.signum)
   print(f'wrote {_WORKDIR.value}: {network_config}')
 
 

@@ -16,10 +16,18 @@ Read (:func:`load`):
   records of ``meta['class_name']`` and ``meta['state']``: their source is never compiled.
 * ``.npz`` archives of named arrays.
 
+The format is told by the first bytes, not the file name: ``PK\\x03\\x04`` a zip (a torch.save
+file if it holds ``<dir>/data.pkl``, else an .npz), ``\\x80`` a pickle (protocol 2 or newer, as
+torch and EDM write them).
+
 Safety: unpickling may only reach the globals in ``_ALLOWED_GLOBALS``, each replaced by a
 stand-in here that builds numpy arrays or plain records; any other global (``os.system``,
 ``builtins.eval``, a class with a ``__reduce__``, ...) raises :class:`UnsafePickleError` naming it
-before anything is called.
+before anything is called. Sizes come from the file and are checked before anything is
+allocated: a record must hold exactly its storage's bytes, and a tensor's view
+(offset, size, stride) must lie inside its storage and not repeat its elements (a stride-0 view
+of a 4-byte storage could otherwise ask for terabytes). Every error is a :class:`TorchFileError`
+naming the file.
 
 Written (:func:`save_torch_zip`): a state dict in the zip format above (pickle protocol 2,
 64-byte-aligned records), loadable by ``torch.load(path, weights_only=True)``.
@@ -37,7 +45,11 @@ import ml_dtypes
 import numpy as np
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class TorchFileError(pickle.UnpicklingError):
+  """A file that is not a readable torch.save zip, pickle or .npz archive (the message names it)."""
+
+
+class UnsafePickleError(TorchFileError):
   """A pickle that refers to something other than tensors and plain data."""
 
 
@@ -49,6 +61,8 @@ _STORAGE_DTYPES = {
 }
 _STORAGE_NAMES = {np.dtype(v): k for k, v in _STORAGE_DTYPES.items()}
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_ZIP_MAGIC = b'PK\x03\x04'  # a zip's first local file header
+_PICKLE_PROTO = b'\x80'  # the PROTO opcode that opens every pickle of protocol >= 2
 
 
 class StorageType:
@@ -72,17 +86,46 @@ class ModuleRecord:
   ``__dict__`` with its state."""
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
-  """``torch._utils._rebuild_tensor[_v2]``: a view of the flat storage, copied out."""
-  if len(size) and any(s < 0 for s in stride):
-    raise pickle.UnpicklingError(f'tensor with negative strides {stride}')
-  end = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_view(storage: np.ndarray, storage_offset, size, stride) -> None:
+  """Refuse a view that reaches outside its storage or repeats its elements, before any copy.
+
+  The view holds prod(size) elements at offsets o + sum_d i_d s_d (0 <= i_d < n_d); they lie in
+  the storage iff o + sum_d (n_d - 1) s_d < len(storage), and a copy of them is no larger than
+  the storage iff prod(size) <= len(storage).
+  """
+  if not (_is_int(storage_offset) and isinstance(size, tuple) and isinstance(stride, tuple)
+          and len(size) == len(stride) and all(map(_is_int, size + stride))):
+    raise pickle.UnpicklingError(f'malformed tensor view: offset {storage_offset!r:.40}, size '
+                                 f'{size!r:.80}, stride {stride!r:.80}')
+  if storage_offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
+    raise pickle.UnpicklingError(f'tensor of size {size}, stride {stride} and offset '
+                                 f'{storage_offset} has a negative entry')
+  numel = int(np.prod(size, dtype=object))
+  if numel == 0:
+    return
+  end = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
   if end > storage.size:
-    raise pickle.UnpicklingError(f'tensor of size {tuple(size)} and stride {tuple(stride)} at '
-                                 f'offset {storage_offset} overruns its storage of {storage.size}')
+    raise pickle.UnpicklingError(f'tensor of size {size} and stride {stride} at offset '
+                                 f'{storage_offset} overruns its storage of {storage.size} '
+                                 f'elements')
+  if numel > storage.size:
+    raise pickle.UnpicklingError(
+        f'tensor of size {size} and stride {stride} repeats the elements of its storage '
+        f'({numel} elements from {storage.size}): expanded views are not read; save '
+        f'tensor.contiguous() instead')
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
+  """``torch._utils._rebuild_tensor[_v2]``: a view of the flat storage, checked, copied out."""
+  size, stride = tuple(size), tuple(stride)
+  _check_view(storage, storage_offset, size, stride)
   flat = storage[storage_offset:]
   return np.lib.stride_tricks.as_strided(
-      flat, tuple(size), tuple(s * storage.itemsize for s in stride)).copy()
+      flat, size, tuple(s * storage.itemsize for s in stride)).copy()
 
 
 def _rebuild_parameter(data, *unused_args):
@@ -93,7 +136,7 @@ def _rebuild_parameter(data, *unused_args):
 def _numpy_scalar(dtype, data=None):
   """``numpy.core.multiarray.scalar`` for non-object dtypes."""
   if dtype.hasobject or not isinstance(data, bytes):
-    raise UnsafePickleError(f'numpy scalar of dtype {dtype} is not plain data')
+    raise UnsafePickleError(f'a numpy scalar of dtype {dtype}')
   return np.frombuffer(data, dtype)[0]
 
 
@@ -137,9 +180,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     try:
       return _ALLOWED_GLOBALS[module, name]
     except KeyError:
-      raise UnsafePickleError(
-          f'refusing to load {module}.{name}: the pickle refers to code, not only to tensors '
-          f'and plain data') from None
+      raise UnsafePickleError(f'{module}.{name}') from None
 
   def persistent_load(self, pid):
     if (self._storage_loader is None or not isinstance(pid, tuple) or len(pid) < 5
@@ -163,49 +204,95 @@ def _load_legacy_storage(data: bytes) -> np.ndarray:
   keys = _RestrictedUnpickler(f).load()
   arrays = {}
   for key in keys:
-    (numel,) = struct.unpack('<q', f.read(8))
-    dtype = pids[key][1].dtype
-    raw = f.read(numel * dtype.itemsize)
-    if len(raw) != numel * dtype.itemsize:
+    header = f.read(8)
+    if len(header) != 8 or key not in pids:
       raise pickle.UnpicklingError('truncated legacy storage')
-    arrays[key] = np.frombuffer(raw, dtype)
+    (numel,) = struct.unpack('<q', header)
+    nbytes = numel * pids[key][1].dtype.itemsize
+    if numel < 0 or nbytes > len(data) - f.tell():
+      raise pickle.UnpicklingError(f'legacy storage of {numel} elements is longer than the '
+                                   f'{len(data) - f.tell()} bytes left of it (truncated)')
+    arrays[key] = np.frombuffer(f.read(nbytes), pids[key][1].dtype)
   if not isinstance(root, tuple) or root[2] not in arrays:
     raise pickle.UnpicklingError('legacy torch.save bytes hold something other than a storage')
   return arrays[root[2]]
 
 
 def _load_zip(path: str):
+  """A torch.save zip (``<dir>/data.pkl``) or an .npz archive (only ``.npy`` members)."""
   with zipfile.ZipFile(path) as archive:
-    pkls = [n for n in archive.namelist() if n.endswith('data.pkl') and n.count('/') == 1]
+    names = archive.namelist()
+    pkls = [n for n in names if n.endswith('data.pkl') and n.count('/') == 1]
+    if not pkls and names and all(n.endswith('.npy') for n in names):
+      with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
     if len(pkls) != 1:
-      raise ValueError(f'{path} is a zip file but not a torch.save file (no <dir>/data.pkl)')
+      raise pickle.UnpicklingError('a zip file but neither a torch.save file (no <dir>/data.pkl) '
+                                   'nor an .npz archive')
     prefix = pkls[0][:-len('data.pkl')]
     byteorder_name = prefix + 'byteorder'
-    if byteorder_name in archive.namelist() and archive.read(byteorder_name) != b'little':
-      raise ValueError(f'{path}: big-endian torch.save files are not supported')
+    if byteorder_name in names and archive.read(byteorder_name) != b'little':
+      raise pickle.UnpicklingError('big-endian torch.save files are not supported')
     storages = {}
 
     def storage(pid):
       key, dtype, numel = pid[2], pid[1].dtype, pid[4]
       if key not in storages:
-        storages[key] = np.frombuffer(archive.read(f'{prefix}data/{key}'), dtype)[:numel]
+        name = f'{prefix}data/{key}'
+        if not _is_int(numel) or numel < 0 or name not in names:
+          raise pickle.UnpicklingError(f'storage {key!r:.40} of {numel!r:.40} elements has no '
+                                       f'record {name!r:.80}')
+        if archive.getinfo(name).file_size != numel * dtype.itemsize:
+          raise pickle.UnpicklingError(
+              f'record {name} holds {archive.getinfo(name).file_size} bytes, its storage of '
+              f'{numel} {dtype} elements {numel * dtype.itemsize}')
+        storages[key] = np.frombuffer(archive.read(name), dtype)
       return storages[key]
     with archive.open(pkls[0]) as f:
       return _RestrictedUnpickler(f, storage).load()
 
 
-def load(path: str):
-  """The object in a torch.save zip file, a pickle, or an .npz file (a dict of arrays), with every
-  tensor as a numpy array and persistence objects as :class:`PersistentObject`."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path} not found')
-  if zipfile.is_zipfile(path):
-    if path.endswith('.npz'):
-      with np.load(path, allow_pickle=False) as archive:
-        return {k: archive[k] for k in archive.files}
-    return _load_zip(path)
+def _load_pickle(path: str):
   with open(path, 'rb') as f:
     return _RestrictedUnpickler(f, None).load()
+
+
+# What a damaged or foreign file raises while it is parsed (the unpickler calls the stand-ins
+# above with whatever arguments the file holds).
+_PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                 AttributeError, OverflowError, struct.error, zipfile.BadZipFile)
+
+
+def load(path: str):
+  """The object in a torch.save zip file, a pickle, or an .npz file (a dict of arrays), with every
+  tensor as a numpy array and persistence objects as :class:`PersistentObject`.
+
+  Raises :class:`TorchFileError` (:class:`UnsafePickleError` for references to code) naming
+  ``path`` for anything else: a truncated or corrupt zip or pickle, a foreign format, a tensor
+  outside its storage.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path} not found')
+  with open(path, 'rb') as f:
+    magic = f.read(len(_ZIP_MAGIC))
+  if magic.startswith(_ZIP_MAGIC):
+    kind, read = 'zip file', _load_zip
+  elif magic.startswith(_PICKLE_PROTO):
+    kind, read = 'pickle', _load_pickle
+  else:
+    raise TorchFileError(f'{path} is neither a zip file (torch.save, .npz) nor a pickle of '
+                         f'protocol 2 or newer: it begins with {magic!r}')
+  try:
+    return read(path)
+  except UnsafePickleError as e:
+    raise UnsafePickleError(f'refusing to load {e} from {path}: the pickle refers to code, not '
+                            f'only to tensors and plain data') from None
+  except zipfile.BadZipFile as e:
+    raise TorchFileError(f'{path} is a truncated or corrupt zip file: {e}') from None
+  except _PARSE_ERRORS as e:
+    truncated = isinstance(e, EOFError) or 'truncated' in str(e)
+    raise TorchFileError(f'{path} is a {"truncated" if truncated else "damaged or foreign"} '
+                         f'{kind}: {e or type(e).__name__}') from None
 
 
 # ------------------------------------------------------------------------------------- writing
