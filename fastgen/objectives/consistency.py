@@ -15,7 +15,7 @@ so the boundary condition f(x, sigma_min) = x holds exactly (c_skip = 1, c_out =
   Heun (or Euler) step of its PF-ODE (EDM Eq. 3) from t_{n+1} to t_n, and
   L = d(f_theta(x, t_{n+1}), f_theta-(x_hat_{t_n}, t_n)) with lambda = 1. The target theta- is the
   EMA theta- <- mu theta- + (1 - mu) theta (Eq. 8), kept as the frozen params entry ``'target'``
-  and moved in ``refresh`` at the start of every step (Algorithm 2's order); mu = 0 (the paper's
+  and moved in ``set_frozen`` at the start of every step (Algorithm 2's order); mu = 0 (the paper's
   CIFAR-10 setting) uses stop-gradient(theta) and keeps no entry. LPIPS is not available, so d is
   the squared L2 distance or the pseudo-Huber metric below.
 * ``'ct'`` (Song & Dhariwal 2023, "Improved Techniques for Training Consistency Models", §3):
@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
 from fastgen.denoiser import Denoiser, Network
+from fastgen.objectives import base
 
 METRICS = ('l2', 'pseudo_huber')
 SOLVERS = ('heun', 'euler')
@@ -189,13 +190,14 @@ def multistep_sample(consistency_fn, params, rng, labels, shape, num_steps, *, s
 
 
 @dataclasses.dataclass(frozen=True)
-class _Consistency:
+class _Consistency(base.Objective):
   """What CD and CT share: the student consistency function, its labels and its sampler."""
   denoiser: Denoiser          # config.network: its raw network becomes the consistency function
   sigma_min: float = 0.002
   sigma_max: float = 80.0
   rho: float = 7.0
   groups = ('student',)
+  network_group = 'student'
 
   @property
   def student(self) -> ConsistencyFunction:
@@ -234,7 +236,7 @@ class ConsistencyDistillation(_Consistency):
       return {'student': student}
     return {'student': student, 'target': jax.tree.map(jnp.copy, student)}
 
-  def refresh(self, params, ema_params, step):
+  def set_frozen(self, params, ema_params, step):
     """theta- <- mu theta- + (1 - mu) theta (Eq. 8), before this step's update of theta."""
     del ema_params, step
     if not self.target_ema:

@@ -29,12 +29,13 @@ def sample_time(rng, shape, distribution='uniform', loc=0.0, scale=1.0):
 
 
 @dataclasses.dataclass(frozen=True)
-class FlowMatching:
+class FlowMatching(base.Objective):
   """Train a velocity network from data; group 'denoiser' (a flow-parameterized denoiser)."""
   denoiser: Denoiser
   time_distribution: str = 'uniform'
   label_dropout: float = 0.0
   groups = ('denoiser',)
+  network_group = 'denoiser'
 
   def __post_init__(self):
     if self.denoiser.parameterization != 'flow':

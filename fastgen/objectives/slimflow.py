@@ -15,7 +15,7 @@ start from the teacher's weights. One run holds both stages, switched by the ste
    random init can learn) to 0 (the teacher's coupling: reflow) over ``annealing_steps``:
    'exp' exp(-k / K), 'cos' (1 + cos(pi min(k / K, 1))) / 2, 'linear' 1 - min(k / K, 1) (the
    official code's ``x0_randomness`` warm-ups). The result is a small 2-flow.
-2. Flow-Guided Distillation (steps >= ``reflow_steps``): ``refresh`` freezes the EMA of the
+2. Flow-Guided Distillation (steps >= ``reflow_steps``): ``set_frozen`` freezes the EMA of the
    2-flow into the params entry ``'two_flow'`` and the student (continuing from the 2-flow) learns
    one step G(z) = T z - T v_theta(T z, T) (:func:`fastgen.objectives.instaflow.one_step`) from
 
@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion
 from fastgen.denoiser import Denoiser
-from fastgen.objectives import consistency, instaflow, reflow
+from fastgen.objectives import base, consistency, instaflow, reflow
 
 ANNEALING = ('exp', 'cos', 'linear')
 
@@ -64,7 +64,7 @@ def anneal_noise(noise, eps, beta):
 
 
 @dataclasses.dataclass(frozen=True)
-class SlimFlow:
+class SlimFlow(base.Objective):
   """Annealing Reflow then Flow-Guided Distillation; group 'student', frozen 'two_flow', 'stage'."""
   denoiser: Denoiser            # the small student
   teacher: Any
@@ -85,9 +85,11 @@ class SlimFlow:
   guidance_s_max: float = 0.8
   init_from_teacher: bool = False  # True only for a teacher of the student's own architecture
   groups = ('student',)
+  network_group = 'student'
 
   def __post_init__(self):
-    reflow.check_options(self)
+    reflow.check_options(premetric=self.premetric, lpips_weights=self.lpips_weights,
+                         couplings=self.couplings, time_distribution=self.time_distribution)
     if self.annealing not in ANNEALING:
       raise ValueError(f'unknown objective.annealing {self.annealing!r}; known: '
                        f'{", ".join(ANNEALING)}')
@@ -107,7 +109,7 @@ class SlimFlow:
     return {'student': student, 'two_flow': jax.tree.map(jnp.copy, student),
             'stage': jnp.zeros((), jnp.int32), **reflow.init_lpips(self)}
 
-  def refresh(self, params, ema_params, step):
+  def set_frozen(self, params, ema_params, step):
     """At step ``reflow_steps``: two_flow <- EMA of the student, stage <- 1."""
     stage = (step >= self.reflow_steps).astype(jnp.int32)
     two_flow = jax.lax.cond(stage != params['stage'], lambda: ema_params['student'],

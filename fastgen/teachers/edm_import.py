@@ -23,10 +23,12 @@ reverse, so a distilled student loads into EDM's networks (see ``fastgen.teacher
 """
 
 import collections
+import dataclasses
 import os
 import pickle
 import re
 import shutil
+import sys
 import zipfile
 
 import jax
@@ -34,6 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fastgen import checkpoint, networks, objectives, step
 from fastgen import denoiser as denoiser_lib
 from fastgen.teachers import torch_files
 
@@ -332,8 +335,6 @@ def read_edm(path: str, network_config=None):
 
 def _check_same_network(found: dict, network_config, path: str) -> None:
   """Raise naming every field where the pickle's network differs from the config's."""
-  import dataclasses
-  from fastgen import networks
   if found['name'] != network_config.get('name'):
     raise EDMImportError(f'{path} holds an EDM {found["name"]!r} network; the config asks for '
                          f'{network_config.get("name")!r}')
@@ -358,17 +359,15 @@ def write_workdir(workdir: str, config: ml_collections.ConfigDict, params) -> No
   """A fastgen workdir holding ``params`` as a trained EDM-objective run of ``config`` (step 0,
   ``params`` = ``ema``, fresh optimizer state), written to a temporary sibling and renamed, so
   a failure leaves nothing at ``workdir``."""
-  from fastgen import checkpoint, train
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and (not os.path.isdir(workdir) or os.listdir(workdir)):
     raise EDMImportError(f'{workdir} exists and is not empty; choose a new --workdir')
   tmp = f'{workdir}.partial-{os.getpid()}'
   try:
     os.makedirs(tmp)
-    params = jax.tree.map(jnp.asarray, params)
-    state = {'step': jnp.zeros((), jnp.int32), 'params': {'denoiser': params},
-             'ema': {'denoiser': jax.tree.map(jnp.copy, params)},
-             'opt_state': {'denoiser': train.make_optimizer(config.optim).init(params)}}
+    objective = objectives.objective_class(config.objective.name)
+    state = step.state_from_params({objective.network_group: jax.tree.map(jnp.asarray, params)},
+                                   objective.groups, step.make_optimizer(config.optim))
     checkpointer = checkpoint.Checkpointer(tmp, keep=1)
     checkpointer.save(0, state, {})
     checkpointer.close()
@@ -399,7 +398,6 @@ def import_to_workdir(source: str, workdir: str, config=None) -> dict:
 
 
 def main(argv):
-  import sys
   if len(argv) != 2:
     print('usage: python -m fastgen.teachers.edm_import SRC --workdir=OUT [--config=FILE]',
           file=sys.stderr)

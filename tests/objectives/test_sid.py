@@ -17,7 +17,8 @@ import pytest
 import scipy.linalg
 
 from configs import edm_cifar, edm_digits, sid_cifar, sid_digits, sid_gmm2d
-from fastgen import checkpoint, objectives, samplers, teachers, train
+from fastgen import checkpoint, objectives, samplers, teachers
+from fastgen import experiment as experiment_lib
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
 from tests.objectives import image_configs
@@ -132,7 +133,7 @@ def _distill_and_compare(tmp_path, *overrides, num=20_000):
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   config = sid_gmm2d.get_config()
-  experiment = train.Experiment(config)
+  experiment = experiment_lib.Experiment(config)
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
   mean, cov = teacher.moments(teacher_params)
   exact = np.asarray(teacher.sample(teacher_params, jax.random.key(5), num))
