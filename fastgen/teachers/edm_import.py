@@ -206,7 +206,7 @@ def params_to_edm(params, network_config, prefix: str = 'model.') -> dict:
   resampling-filter buffers and a zero SongUNet ``map_label.bias``; ``prefix`` 'model.' is
   EDMPrecond's, '' the bare network's."""
   state = collections.OrderedDict()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+  for path, leaf in jax.tree.leaves_with_path(params):
     state[prefix + _edm_name(path)] = _to_edm(np.asarray(leaf, np.float32))
   if _has_label_bias(network_config):
     state[prefix + 'map_label.bias'] = np.zeros(state[prefix + 'map_label.weight'].shape[0],
@@ -240,7 +240,7 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
   state = {k: np.asarray(v) for k, v in _strip_prefix(state_dict).items()}
   shapes = param_shapes(network_config)
   targets = {_edm_name(path): (path, leaf.shape)
-             for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+             for path, leaf in jax.tree.leaves_with_path(shapes)}
   buffers = _buffers(network_config, shapes)
   expected = set(targets) | set(buffers) | ({'map_label.bias'} if _has_label_bias(
       network_config) else set())
@@ -278,7 +278,7 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
   if _has_label_bias(network_config):  # b0 <- b0 + W0 b_label (W0 is EDM's [out, in])
     bias_path = targets['map_layer0.bias'][0]
     flat[bias_path] = flat[bias_path] + state['map_layer0.weight'] @ state['map_label.bias']
-  params = jax.tree_util.tree_map_with_path(lambda path, _: flat[path], shapes)
+  params = jax.tree.map_with_path(lambda path, _: flat[path], shapes)
   return params, sorted(droppable & set(state))
 
 
