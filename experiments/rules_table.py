@@ -40,7 +40,8 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from fastgen import evaluate, experiment as experiment_lib, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen import evaluate, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen import experiment as experiment_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fastgen.step import sampling_params  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')

@@ -6,8 +6,9 @@
 For each config it builds the run's set-up (:class:`fastgen.experiment.Experiment`) with
 synthetic batches of the config's data shape (so CIFAR-10 runs without the data set; a
 ``teacher.kind='checkpoint'`` teacher is replaced by a randomly initialised network of the same
-architecture), compiles the trainer's own jitted step (state donation and shardings), and times ``--repeats`` steps after one warm-up, on
-all local devices (batch over 'data', state split over ``--model`` devices of the 'model' axis).
+architecture), compiles the trainer's own jitted step (state donation and shardings), and times
+``--repeats`` steps after one warm-up, on all local devices (batch over 'data', state split over
+``--model`` devices of the 'model' axis).
 Columns:
 
 * FLOPs per step: model FLOPs of the whole global batch's step, i.e. its matrix products and
@@ -116,9 +117,9 @@ def compiled_step(config, batch_size: int):
   config = config.copy_and_resolve_references()
   config.data.batch_size = batch_size
   config.train.skip_nonfinite = False
-  run = experiment.Experiment(
-      config, teacher=random_teacher(config, shape) if config.teacher.kind == 'checkpoint' else None,
-      dataset=SyntheticData(batch_size, shape, config.network.get('num_classes', 0)))
+  teacher = random_teacher(config, shape) if config.teacher.kind == 'checkpoint' else None
+  run = experiment.Experiment(config, teacher=teacher, dataset=SyntheticData(
+      batch_size, shape, config.network.get('num_classes', 0)))
   batch = sharding.global_batch(next(run.data), run.mesh)
   args = (run.initial_state(), run.teacher_params, batch, run.train_rng)
   start = time.time()

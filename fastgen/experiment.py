@@ -39,7 +39,8 @@ class Experiment:
     self.data = dataset or self._make_dataset(workdir)
     self.objective = objectives.make_objective(config, self.teacher)
     self.optimizer = step.make_optimizer(config.optim)
-    self.init_rng, self.train_rng, self.sample_rng = jax.random.split(jax.random.key(config.seed), 3)
+    self.init_rng, self.train_rng, self.sample_rng = jax.random.split(
+        jax.random.key(config.seed), 3)
     example = {'x': np.zeros((1,) + tuple(self.data.shape), np.float32),
                'label': np.zeros((1,), np.int32)}
     init = lambda rng, teacher_params: step.init_state(self.objective, self.optimizer, rng,

@@ -67,8 +67,8 @@ def _step(objective, skip_nonfinite=False):
 
 
 def _same(a, b):
-  return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
-                                                  strict=True))
+  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  return all(np.array_equal(x, y, equal_nan=True) for x, y in pairs)
 
 
 def test_groups_update_in_order_each_seeing_the_ones_before():

@@ -107,7 +107,8 @@ class ExactEvaluator(Evaluator):
     self.primary_key = f'eval/swd_{min(self.steps)}step'
 
   def measure(self, sample_fn, rng, num_steps):
-    samples = [sharding.all_rows(batch, keep) for batch, keep in self.batches(sample_fn, rng, num_steps)]
+    samples = [sharding.all_rows(batch, keep)
+               for batch, keep in self.batches(sample_fn, rng, num_steps)]
     return self.metrics(np.concatenate(samples))
 
 

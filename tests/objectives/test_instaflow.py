@@ -59,7 +59,8 @@ def test_a_reflow_workdir_is_the_teacher_of_an_instaflow_run(tmp_path):
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   assert teacher.parameterization == 'flow'
   jax.tree.map(np.testing.assert_array_equal, teacher_params, reflow_state['ema']['student'])
-  experiment = experiment_lib.Experiment(config, str(tmp_path / 'instaflow'))  # solves the 2-RF's ODE
+  # Building the run solves the 2-RF's ODE for the couplings.
+  experiment = experiment_lib.Experiment(config, str(tmp_path / 'instaflow'))
   initial = experiment.initial_state()['params']['student']
   jax.tree.map(np.testing.assert_array_equal, initial, teacher_params)
   batch = next(experiment.data)
