@@ -264,7 +264,7 @@ class DMD(base.Objective):
                          "pairs: set config.data.name='couplings'")
       pair_labels = batch['label'] if self.denoiser.num_classes else None
       x_pair = self._generate(params['generator'], self.sigma_gen * batch['noise'],
-                             self.sigma_gen, pair_labels, train=True, rng=key_reg)
+                              self.sigma_gen, pair_labels, train=True, rng=key_reg)
       regression = jnp.mean((x_pair - batch['x']) ** 2)
       metrics['regression_loss'] = regression
       loss = loss + self.regression_weight * regression
@@ -283,8 +283,8 @@ class DMD(base.Objective):
     keys = jax.random.split(rng, num_steps)
     sigmas = self._student_sigmas(num_steps)
     x = self._generate(params['generator'], sigmas[0] * jax.random.normal(keys[0], shape),
-                      sigmas[0], labels)
+                       sigmas[0], labels)
     for i in range(1, num_steps):
       x = self._generate(params['generator'], x + sigmas[i] * jax.random.normal(keys[i], shape),
-                        sigmas[i], labels)
+                         sigmas[i], labels)
     return x

@@ -143,7 +143,7 @@ class SiD(base.Objective):
     shape = batch['x'].shape
     labels = self._labels(key_label, shape[0])
     x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
-                        rng=key_gen)
+                         rng=key_gen)
     if group == 'fake_score':
       real = batch['x'] if self.adversarial else None
       real_labels = batch['label'] if self.denoiser.num_classes else None
