@@ -40,6 +40,8 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fastgen import configs, evaluate, sharding, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen import experiment as experiment_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen.step import sampling_params  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')
 # Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow'.
@@ -65,7 +67,7 @@ def teacher_calls_per_sample(experiment, num_steps: int) -> float:
   (0 for teacher-free rules): each group's loss is traced with a counting teacher and weighted by
   the share of steps that update the group (two time-scale rules skip some)."""
   objective = experiment.objective
-  if getattr(objective, 'teacher', None) is None:
+  if 'teacher' not in {f.name for f in dataclasses.fields(objective)} or objective.teacher is None:
     return 0
   state = experiment.abstract_state()
   batch = sharding.global_batch(next(experiment.data), experiment.mesh)
@@ -76,8 +78,7 @@ def teacher_calls_per_sample(experiment, num_steps: int) -> float:
     jax.eval_shape(lambda params, group=group, counting=counting: counting.loss(
         group, params, state['ema'], experiment.teacher_params, batch, experiment.train_rng,
         jnp.zeros((), jnp.int32)), state['params'])
-    share = (np.mean([bool(objective.updates(group, step)) for step in range(num_steps)])
-             if hasattr(objective, 'updates') else 1.0)
+    share = np.mean([bool(objective.trains(group, step)) for step in range(num_steps)])
     total += len(calls) * share
   return total
 
@@ -141,9 +142,9 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
   start = time.time()
   state = train.train_and_evaluate(config, workdir)
   seconds = time.time() - start
-  experiment = train.Experiment(config, workdir)
+  experiment = experiment_lib.Experiment(config, workdir)
   evaluator = evaluate.RunEvaluator(experiment)
-  metrics = evaluator.evaluate(train.sampling_params(state))
+  metrics = evaluator.evaluate(sampling_params(state))
   if progressive:
     metrics.update(_round_end_metrics(workdir, experiment.objective, ks))
   trained = experiment.objective.groups

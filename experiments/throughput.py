@@ -3,11 +3,12 @@
   python experiments/throughput.py                                  # every digits rule config
   python experiments/throughput.py configs/sid_cifar.py --batch_size=64 --dtype=bfloat16
 
-For each config it builds the objective with synthetic batches of the config's data shape (so
-CIFAR-10 runs without the data set; a ``teacher.kind='checkpoint'`` teacher is replaced by a
-randomly initialised network of the same architecture), jit-compiles the generic train step with
-the trainer's state donation and shardings, and times ``--repeats`` steps after one warm-up, on
-all local devices (batch over 'data', state split over ``--model`` devices of the 'model' axis).
+For each config it builds the run's set-up (:class:`fastgen.experiment.Experiment`) with
+synthetic batches of the config's data shape (so CIFAR-10 runs without the data set; a
+``teacher.kind='checkpoint'`` teacher is replaced by a randomly initialised network of the same
+architecture), compiles the trainer's own jitted step (state donation and shardings), and times
+``--repeats`` steps after one warm-up, on all local devices (batch over 'data', state split over
+``--model`` devices of the 'model' axis).
 Columns:
 
 * FLOPs per step: model FLOPs of the whole global batch's step, i.e. its matrix products and
@@ -42,7 +43,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fastgen import denoiser as denoiser_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fastgen import configs, objectives, sharding, teachers, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fastgen import configs, experiment, sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import flop_count  # pylint: disable=g-import-not-at-top,wrong-import-position
 import profile_summary  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -83,37 +84,51 @@ def _example_shape(network_config) -> tuple[int, ...]:
   return (2,)  # the MLP configs are 2-D
 
 
+class SyntheticData:
+  """Endless copies of one random batch of ``shape`` (with a coupling set's ``'noise'``, for
+  reflow-type rules and DMD), standing in for the config's data set."""
+
+  def __init__(self, batch_size: int, shape: tuple[int, ...], num_classes: int):
+    rng = np.random.default_rng(0)
+    self.shape, self.num_classes = shape, num_classes
+    self.batch = {'x': rng.uniform(-1, 1, (batch_size,) + shape).astype(np.float32),
+                  'noise': rng.normal(size=(batch_size,) + shape).astype(np.float32),
+                  'label': rng.integers(0, max(num_classes, 1), batch_size).astype(np.int32)}
+
+  def __next__(self):
+    return self.batch
+
+  def get_state(self):
+    return {}
+
+  def set_state(self, state):
+    del state
+
+
+def random_teacher(config, shape):
+  """A randomly initialised network of the config's architecture: ``(model, params)``."""
+  teacher = denoiser_lib.from_config(config.network)
+  return teacher, teacher.init(jax.random.key(1), np.zeros((1,) + shape, np.float32),
+                               np.zeros((1,), np.int32) if teacher.num_classes else None)
+
+
 def compiled_step(config, batch_size: int):
   """The config's train step on all local devices, compiled for synthetic batches of
-  ``batch_size``: ``(compiled, args, compile_seconds, objective)``; ``compiled(*args)`` runs one
-  step and returns ``(state, metrics)`` (the state is donated: feed it back in)."""
-  mesh = sharding.make_mesh(config.mesh.model)
-  jax.set_mesh(mesh)
+  ``batch_size``: ``(compiled, args, compile_seconds, objective, flops)``; ``compiled(*args)``
+  runs one step and returns ``(state, metrics)`` (the state is donated: feed it back in)."""
   shape = _example_shape(config.network)
-  if config.teacher.kind == 'checkpoint':
-    teacher = denoiser_lib.from_config(config.network)
-    teacher_params = teacher.init(jax.random.key(1), np.zeros((1,) + shape, np.float32),
-                                  np.zeros((1,), np.int32) if teacher.num_classes else None)
-  else:
-    teacher, teacher_params = teachers.load_teacher(config.teacher)
-  teacher_params = jax.device_put(teacher_params,
-                                  sharding.param_shardings(teacher_params, mesh))
-  objective = objectives.make_objective(config, teacher)
-  optimizer = train.make_optimizer(config.optim)
-  rng = np.random.default_rng(0)
-  batch = sharding.global_batch(  # 'noise': a coupling set's z (reflow-type rules, DMD)
-      {'x': rng.uniform(-1, 1, (batch_size,) + shape).astype(np.float32),
-       'noise': rng.normal(size=(batch_size,) + shape).astype(np.float32),
-       'label': rng.integers(0, 10, batch_size).astype(np.int32)}, mesh)
-  init = lambda r: train.init_state(objective, optimizer, r, batch, teacher_params)
-  state_shardings = sharding.param_shardings(jax.eval_shape(init, jax.random.key(0)), mesh)
-  state = jax.jit(init, out_shardings=state_shardings)(jax.random.key(0))
-  step = jax.jit(train.make_train_step(objective, optimizer, config.train.ema_decay, False),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
-  args = (state, teacher_params, batch, jax.random.key(2))
+  config = config.copy_and_resolve_references()
+  config.data.batch_size = batch_size
+  config.train.skip_nonfinite = False
+  teacher = random_teacher(config, shape) if config.teacher.kind == 'checkpoint' else None
+  run = experiment.Experiment(config, teacher=teacher, dataset=SyntheticData(
+      batch_size, shape, config.network.get('num_classes', 0)))
+  batch = sharding.global_batch(next(run.data), run.mesh)
+  args = (run.initial_state(), run.teacher_params, batch, run.train_rng)
   start = time.time()
-  compiled = step.lower(*args).compile()
-  return compiled, args, time.time() - start, objective, flop_count.model_flops(step, *args)
+  compiled = run.train_step.lower(*args).compile()
+  return (compiled, args, time.time() - start, run.objective,
+          flop_count.model_flops(run.train_step, *args))
 
 
 def measure(config, batch_size: int, repeats: int, trace_dir: str = '') -> dict:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from fastgen import diffusion, samplers, sharding
 
@@ -116,18 +117,16 @@ def write_couplings(directory: str, teacher, teacher_params, *, shape, num_class
     make = jax.jit(lambda params, key: _shard_pairs(
         teacher, params, key, shard_size=shard_size, shape=tuple(shape), num_classes=num_classes,
         ode_steps=ode_steps, ode_method=ode_method, mesh=mesh))
-    from fastgen.evaluation.evaluator import all_rows
     for index in missing:
       noise, x0, labels = make(teacher_params, jax.random.fold_in(jax.random.key(seed), index))
-      arrays = {'noise': all_rows(noise, shard_size).astype(np.float32),
-                'x': all_rows(x0, shard_size).astype(np.float32),
-                'label': all_rows(labels, shard_size).astype(np.int32)}
+      arrays = {'noise': sharding.all_rows(noise, shard_size).astype(np.float32),
+                'x': sharding.all_rows(x0, shard_size).astype(np.float32),
+                'label': sharding.all_rows(labels, shard_size).astype(np.int32)}
       if jax.process_index() == 0:
         tmp = shard_path(directory, index) + '.tmp.npz'
         np.savez(tmp, **arrays)
         os.replace(tmp, shard_path(directory, index))
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices('fastgen couplings written')
   return meta
 
@@ -191,24 +190,3 @@ def coupling_directory(data_config, workdir: str) -> str:
     raise ValueError('data.name="couplings" with data.directory="" keeps the pairs in the run\'s '
                      'workdir, but none was given: set data.directory')
   return os.path.join(workdir, 'couplings')
-
-
-def ensure_couplings(data_config, workdir: str, teacher, teacher_params, mesh):
-  """The data section with ``directory`` resolved, after writing any missing shards.
-
-  Shape and number of classes come from ``data.source``, the data set the teacher models.
-  """
-  from fastgen import data  # The data package imports this module's reader.
-  if teacher is None:
-    raise ValueError('data.name="couplings" solves a teacher ODE: set config.teacher.kind')
-  source = data.make_dataset(data_config.source, seed=0)
-  directory = coupling_directory(data_config, workdir)
-  write_couplings(directory, teacher, teacher_params, shape=source.shape,
-                  num_classes=source.num_classes, num_pairs=data_config.num_pairs,
-                  shard_size=data_config.shard_size, ode_steps=data_config.ode_steps,
-                  ode_method=data_config.get('ode_method', 'heun'),
-                  seed=data_config.get('coupling_seed', 0), mesh=mesh)
-  resolved = data_config.copy_and_resolve_references()
-  with resolved.unlocked():
-    resolved.directory = directory
-  return resolved

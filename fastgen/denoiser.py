@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion
+from fastgen import diffusion, networks
 
 PARAMETERIZATIONS = ('edm', 'vp', 've', 'flow')
 FLOW_NOISE_SCALE = 1000.0  # c_noise = 1000 t for flow nets, the range positional embeddings expect.
@@ -128,7 +128,6 @@ def guided(denoiser: Any, params, x, sigma, labels, guidance_scale: float) -> ja
 def from_config(network_config) -> Denoiser:
   """A :class:`Denoiser` from a ``network`` config section: ``parameterization`` and
   ``sigma_data`` go to the wrapper, every other key to :func:`fastgen.networks.build_network`."""
-  from fastgen import networks  # Networks import flax layers; keep this module light.
   cfg = dict(network_config)
   parameterization = cfg.pop('parameterization', 'edm')
   sigma_data = cfg.pop('sigma_data', 0.5)

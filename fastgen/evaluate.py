@@ -2,12 +2,12 @@
 
 The trainer calls :meth:`RunEvaluator.evaluate` every ``eval.every`` steps and keeps the state
 with the lowest :attr:`RunEvaluator.primary_key` in ``<workdir>/checkpoints_best``;
-``--mode=eval`` (:func:`fastgen.train.evaluate_workdir`) does the same for a saved checkpoint.
+``--mode=eval`` (:func:`fastgen.inference.evaluate_workdir`) does the same for a saved checkpoint.
 
 Every evaluation uses the same noise (``eval.seed``), so differences between evaluations are the
 model's. The teacher is sampled with Heun on the Karras grid in ``eval.teacher_steps`` steps
 (``2 * teacher_steps - 1`` network evaluations; 18 steps = the usual 35 NFE). For rules whose
-student is a velocity model (an objective with a ``velocity`` method: reflow, InstaFlow,
+student is a velocity model (an objective whose ``has_velocity``: reflow, InstaFlow,
 SlimFlow), ``eval.straightness_steps > 0`` also logs ``eval/straightness`` of the student's ODE
 and, once, ``eval/straightness_teacher`` (:mod:`fastgen.evaluation.straightness`) on
 ``eval.straightness_samples`` noise draws.
@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from fastgen import samplers
+from fastgen.data import toy2d
 from fastgen.evaluation import evaluator as evaluator_lib
 from fastgen.evaluation import exact, straightness
 from fastgen.objectives import reflow
@@ -36,7 +37,6 @@ def _known_mixture(experiment):
   if isinstance(params, dict) and 'eigvecs' in params:
     return exact.mixture_from_teacher(params)
   if real_data_config(experiment.config.data).name == 'gmm2d':
-    from fastgen.data import toy2d
     return toy2d.gmm2d_mixture()
   return None
 
@@ -64,7 +64,7 @@ class RunEvaluator:
 
     self._straightness = None
     steps = self.config.get('straightness_steps', 0)
-    if steps and hasattr(experiment.objective, 'velocity'):
+    if steps and experiment.objective.has_velocity:
       self._straightness = jax.jit(
           lambda velocity_fn, params, noise, labels: straightness.straightness(
               lambda x, t: velocity_fn(params, x, t, labels), noise, steps, reflow.T_MAX),

@@ -27,7 +27,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def _initialize_distributed(config):
-  import jax
+  import jax  # Like main's imports: after flag parsing, so --help and flag errors stay fast.
   cfg = config.distributed
   if not cfg.enabled:
     return
@@ -54,17 +54,17 @@ def main(argv):
   _quiet_libraries()
   config = _CONFIG.value
   # Imported after flag parsing so --help and flag errors stay fast.
-  from fastgen import checkpoint, data, train
+  from fastgen import checkpoint, data, inference, step, train
   user_errors = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
-                 data.DataUnavailableError, train.NonFiniteLossError)
+                 data.DataUnavailableError, step.NonFiniteLossError)
   try:
     _initialize_distributed(config)
     if _MODE.value == 'train':
       train.train_and_evaluate(config, _WORKDIR.value)
     elif _MODE.value == 'sample':
-      train.sample_to_workdir(config, _WORKDIR.value)
+      inference.sample_to_workdir(config, _WORKDIR.value)
     else:
-      train.evaluate_workdir(config, _WORKDIR.value)
+      inference.evaluate_workdir(config, _WORKDIR.value)
   except user_errors as e:
     logging.debug('error', exc_info=True)
     message = e.args[0] if isinstance(e, KeyError) and e.args else e

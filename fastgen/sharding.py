@@ -6,6 +6,7 @@ import math
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
@@ -68,3 +69,26 @@ def global_batch(local_batch: dict, mesh) -> dict:
 def to_host(tree):
   """Fully-replicated or addressable arrays -> numpy on this host."""
   return jax.tree.map(lambda a: np.asarray(jax.device_get(a)), tree)
+
+
+def local_rows(array, keep: int) -> np.ndarray:
+  """This process's rows among the first ``keep`` of a global batch, as numpy.
+
+  Of a multi-host array each process takes its shards with ``replica_id == 0``, so every row is
+  taken by exactly one process.
+  """
+  if not isinstance(array, jax.Array) or array.is_fully_addressable:
+    return np.asarray(array)[:keep]
+  rows = [np.zeros((0,) + array.shape[1:], array.dtype)]
+  for shard in array.addressable_shards:
+    if shard.replica_id == 0:
+      start = shard.index[0].start or 0
+      rows.append(np.asarray(shard.data)[:max(keep - start, 0)])
+  return np.concatenate(rows)
+
+
+def all_rows(array, keep: int) -> np.ndarray:
+  """The first ``keep`` rows of a global batch, on every process."""
+  if not isinstance(array, jax.Array) or array.is_fully_addressable:
+    return np.asarray(array)[:keep]
+  return np.asarray(multihost_utils.process_allgather(array, tiled=True))[:keep]

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from fastgen import checkpoint, evaluate, sharding, train
+from fastgen import experiment as experiment_lib
+from fastgen import step as step_lib
 from tests.tiny_config import get_config as tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,9 +171,9 @@ def test_training_reaches_the_mixture_and_keeps_the_best_evaluated_state(tmp_pat
   config.train.update(ema_decay=0.99, log_every=200)
   config.eval.update(every=400, features='exact', num_samples=4096, batch_size=1024,
                      steps=(18,), teacher_steps=0)
-  experiment = train.Experiment(config)
+  experiment = experiment_lib.Experiment(config)
   before = evaluate.RunEvaluator(experiment).evaluate(
-      train.sampling_params(experiment.initial_state()))['eval/swd_18step']
+      step_lib.sampling_params(experiment.initial_state()))['eval/swd_18step']
   train.train_and_evaluate(config, str(tmp_path))
   records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
   assert [r['step'] for r in records] == [200, 400, 600, 800]  # one record per step

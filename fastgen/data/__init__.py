@@ -10,15 +10,12 @@
 * ``it.get_state()``: a JSON-serialisable dict; ``it.set_state(state)`` makes the same batches
   follow. The stream is a pure function of ``(seed, process_index, state)``, and the hosts'
   batches are disjoint slices of one global batch.
+* A set whose files are not on this machine raises :class:`DataUnavailableError` (fastgen never
+  downloads them).
 """
 
-
-class DataUnavailableError(RuntimeError):
-  """A data set's files are not on this machine (fastgen never downloads them)."""
-
-
-# Imported after DataUnavailableError, which tfds.py raises.
-from fastgen.data import couplings, digits, folder, tfds, toy2d  # pylint: disable=wrong-import-position
+from fastgen.data import couplings, digits, folder, tfds, toy2d
+from fastgen.data.tfds import DataUnavailableError
 
 DATASETS = {
     'couplings': couplings.CouplingStream,

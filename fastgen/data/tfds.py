@@ -10,7 +10,10 @@ state is grain's iterator state, ``{'next_index': int}``.
 
 import numpy as np
 
-from fastgen.data import DataUnavailableError
+
+class DataUnavailableError(RuntimeError):
+  """A data set's files are not on this machine (fastgen never downloads them)."""
+
 
 # fastgen name -> TFDS name
 TFDS_NAMES = {'cifar10': 'cifar10', 'imagenet64': 'imagenet_resized/64x64'}

@@ -20,7 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 from flax import serialization
+
+from fastgen.data import digits
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'assets',
                             'digits_classifier.msgpack')
@@ -114,8 +117,6 @@ def accuracy(extractor: DigitsFeatures, x, y) -> float:
 
 def main(argv):
   del argv
-  from absl import logging
-  from fastgen.data import digits
   x_train, y_train = digits.load_digits_array('train')
   x_test, y_test = digits.load_digits_array('test')
   params = train_classifier(x_train, y_train, num_steps=_STEPS.value, seed=_SEED.value)

@@ -24,33 +24,9 @@ data section: all digits of its split, else ``reference_num_samples`` images),
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
-from fastgen import evaluation
-from fastgen.evaluation import exact, frechet, reference
-
-
-def local_rows(array, keep: int) -> np.ndarray:
-  """This process's rows among the first ``keep`` of a global batch, as numpy.
-
-  Of a multi-host array each process takes its shards with ``replica_id == 0``, so every row is
-  taken by exactly one process.
-  """
-  if not isinstance(array, jax.Array) or array.is_fully_addressable:
-    return np.asarray(array)[:keep]
-  rows = [np.zeros((0,) + array.shape[1:], array.dtype)]
-  for shard in array.addressable_shards:
-    if shard.replica_id == 0:
-      start = shard.index[0].start or 0
-      rows.append(np.asarray(shard.data)[:max(keep - start, 0)])
-  return np.concatenate(rows)
-
-
-def all_rows(array, keep: int) -> np.ndarray:
-  """The first ``keep`` rows of a global batch, on every process."""
-  if not isinstance(array, jax.Array) or array.is_fully_addressable:
-    return np.asarray(array)[:keep]
-  return np.asarray(multihost_utils.process_allgather(array, tiled=True))[:keep]
+from fastgen import sharding
+from fastgen.evaluation import exact, extractors, frechet, reference
 
 
 class Evaluator:
@@ -113,7 +89,7 @@ class FidEvaluator(Evaluator):
     """Feature statistics of ``num_samples`` samples, merged across hosts."""
     stats = frechet.FeatureStats(self.extractor.dim)
     for samples, keep in self.batches(sample_fn, rng, num_steps):
-      stats.update(local_rows(self.extractor.features(samples), keep))
+      stats.update(sharding.local_rows(self.extractor.features(samples), keep))
     return frechet.allgather_stats(stats)
 
   def measure(self, sample_fn, rng, num_steps):
@@ -131,7 +107,8 @@ class ExactEvaluator(Evaluator):
     self.primary_key = f'eval/swd_{min(self.steps)}step'
 
   def measure(self, sample_fn, rng, num_steps):
-    samples = [all_rows(batch, keep) for batch, keep in self.batches(sample_fn, rng, num_steps)]
+    samples = [sharding.all_rows(batch, keep)
+               for batch, keep in self.batches(sample_fn, rng, num_steps)]
     return self.metrics(np.concatenate(samples))
 
 
@@ -153,8 +130,8 @@ def make_evaluator(eval_config, data_config=None, mixture=None) -> Evaluator:
                                  num_projections=eval_config.get('num_projections', 512),
                                  seed=eval_config.get('seed', 0))
     return ExactEvaluator(metrics, batch_size, steps)
-  extractor = evaluation.make_extractor(features, eval_config.get('inception_weights', '')
-                                        if features == 'inception' else '')
+  extractor = extractors.make_extractor(features, eval_config.get('inception_weights', '')
+                                          if features == 'inception' else '')
   if eval_config.get('reference', ''):
     reference_stats = frechet.load_reference(eval_config.reference, extractor.dim)
   elif data_config is not None:

@@ -21,6 +21,8 @@ mixture (4 components per class); dropping half of gmm2d's modes gives swd 0.27.
 
 import numpy as np
 
+from fastgen.evaluation import frechet
+
 
 def mixture_moments(weights, means, covs) -> tuple[np.ndarray, np.ndarray]:
   """Exact mean [D] and covariance [D, D] of sum_k w_k N(mu_k, S_k) (float64)."""
@@ -90,7 +92,6 @@ class ExactMetrics:
     self.floor = {k: float(np.mean([f[k] for f in floors])) for k in floors[0]}
 
   def __call__(self, samples) -> dict[str, float]:
-    from fastgen.evaluation import frechet
     samples = np.asarray(samples, np.float64).reshape(len(samples), -1)
     if samples.shape != self.reference.shape:
       raise ValueError(f'exact metrics need {self.reference.shape[0]} samples of dimension '

@@ -13,8 +13,10 @@ statistics use EDM's ``.npz`` format (keys ``mu`` [D] and ``sigma`` [D, D]; Karr
 
 import os
 
+import jax
 import numpy as np
 import scipy.linalg
+from jax.experimental import multihost_utils
 
 
 class FeatureStats:
@@ -74,10 +76,8 @@ def allgather_stats(stats: FeatureStats) -> FeatureStats:
   bits of their float64 values (uint32 pairs), so nothing is rounded to float32 on the way even
   without ``jax_enable_x64``.
   """
-  import jax
   if jax.process_count() == 1:
     return stats
-  from jax.experimental import multihost_utils
   packed = np.concatenate([[float(stats.count)], stats.mean, stats.m2.ravel()])
   gathered = np.asarray(multihost_utils.process_allgather(packed.view(np.uint32)))
   merged = FeatureStats(stats.dim)

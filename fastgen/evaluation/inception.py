@@ -35,6 +35,7 @@ hand). pytorch-fid's file resizes and scales differently and gives slightly diff
 """
 
 import os
+import pickle
 
 from absl import logging
 import flax.linen as nn
@@ -412,7 +413,6 @@ def read_torch_file(path: str) -> dict[str, np.ndarray]:
         f'reading {path} needs PyTorch once (pip install torch; the CPU build is enough) to '
         f'convert it into {path + CACHE_SUFFIX}; after that torch is not needed') from e
   if path.endswith('.pkl'):
-    import pickle
     try:
       with open(path, 'rb') as f:
         loaded = pickle.load(f)

@@ -17,10 +17,13 @@ images, NVIDIA's detector) can be used as is.
 
 import math
 
+import jax
 import ml_collections
 import numpy as np
 
-from fastgen.evaluation import frechet
+from fastgen import data
+from fastgen.data import digits
+from fastgen.evaluation import extractors, frechet
 
 
 def image_batches(data_config, num_samples: int, batch_size: int):
@@ -29,10 +32,7 @@ def image_batches(data_config, num_samples: int, batch_size: int):
   ``data_config``: a data section (``name``, data-set keys); ``batch_size`` is the global batch.
   ``num_samples`` 0 means all of a finite set (digits only).
   """
-  import jax
-  from fastgen import data
   if data_config.name == 'digits':
-    from fastgen.data import digits
     x, _ = digits.load_digits_array(data_config.get('split', 'train'))
     x = x[:num_samples or None][jax.process_index()::jax.process_count()]
     local = max(batch_size // jax.process_count(), 1)
@@ -60,10 +60,8 @@ def compute_reference(extractor, batches) -> frechet.FeatureStats:
 
 def main(argv):
   del argv
-  import jax
-  from fastgen import evaluation
   weights = _WEIGHTS.value if _FEATURES.value == 'inception' else ''
-  extractor = evaluation.make_extractor(_FEATURES.value, weights)
+  extractor = extractors.make_extractor(_FEATURES.value, weights)
   if _CONFIG.value is not None:
     data_config = _CONFIG.value.data
   else:

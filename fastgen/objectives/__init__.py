@@ -1,10 +1,11 @@
-"""Registry of rules. Adding a rule = one module here + one line in ``OBJECTIVES``."""
+"""Registry of rules. Adding a rule = one module here + one line in ``OBJECTIVES``; each is a frozen
+dataclass subclassing :class:`fastgen.objectives.base.Objective` (the contract)."""
 
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import (consistency, dmd, edm, flow_matching, instaflow, progressive,
-                                reflow, sid, slimflow)
+from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, instaflow,
+                                progressive, reflow, sid, slimflow)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
@@ -20,16 +21,27 @@ OBJECTIVES = {
 }
 
 
-def make_objective(config, teacher=None):
+def objective_class(name: str) -> type[base.Objective]:
+  """``OBJECTIVES[name]``, or an error listing the known names."""
+  if name not in OBJECTIVES:
+    raise ValueError(f'unknown objective {name!r}; known: {", ".join(sorted(OBJECTIVES))}')
+  return OBJECTIVES[name]
+
+
+def make_objective(config, teacher=None) -> base.Objective:
   """Build ``OBJECTIVES[config.objective.name]`` from the config.
 
   Keys of ``config.objective`` other than ``name`` become constructor arguments; a ``denoiser``
   field is filled from ``config.network`` and a ``teacher`` field with the loaded teacher model.
+  The class must be a frozen dataclass subclassing :class:`base.Objective` (whose own checks ran
+  when it was defined).
   """
   name = config.objective.name
-  if name not in OBJECTIVES:
-    raise ValueError(f'unknown objective {name!r}; known: {", ".join(sorted(OBJECTIVES))}')
-  cls = OBJECTIVES[name]
+  cls = objective_class(name)
+  if not (issubclass(cls, base.Objective) and dataclasses.is_dataclass(cls) and
+          cls.__dataclass_params__.frozen):
+    raise TypeError(f'objective {name!r} ({cls.__name__}) must be a frozen dataclass '
+                    f'subclassing fastgen.objectives.base.Objective')
   fields = {f.name for f in dataclasses.fields(cls)}
   kwargs = {k: tuple(v) if isinstance(v, list) else v
             for k, v in config.objective.items() if k != 'name'}

@@ -10,9 +10,9 @@ adjacent points of the Karras grid (EDM Eq. 5),
   CD (Eq. 7):  d(f_theta(x0 + t_{n+1} z, t_{n+1}), sg f_theta-(x_hat_{t_n}, t_n)),
 
 x_hat_{t_n} one Heun or Euler teacher step from t_{n+1}, theta- the EMA target of Eq. 8 (the
-frozen entry ``'target'``, moved in ``refresh``); iCT (§3): the same z at both points, no teacher,
-pseudo-Huber d weighted by 1 / (sigma_{i+1} - sigma_i), lognormal choice of i and a doubling
-discretisation curriculum. Sampling: multistep consistency sampling (Algorithm 1).
+frozen entry ``'target'``, moved in ``set_frozen``); iCT (§3): the same z at both points, no
+teacher, pseudo-Huber d weighted by 1 / (sigma_{i+1} - sigma_i), lognormal choice of i and a
+doubling discretisation curriculum. Sampling: multistep consistency sampling (Algorithm 1).
 
 Differences from the official code and the papers:
 * CD's d is squared L2 or pseudo-Huber, not LPIPS;
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
 from fastgen.denoiser import Denoiser, Network
+from fastgen.objectives import base
 
 METRICS = ('l2', 'pseudo_huber')
 SOLVERS = ('heun', 'euler')
@@ -179,13 +180,14 @@ def multistep_sample(consistency_fn, params, rng, labels, shape, num_steps, *, s
 
 
 @dataclasses.dataclass(frozen=True)
-class _Consistency:
+class _Consistency(base.Objective):
   """What CD and CT share: the student consistency function, its labels and its sampler."""
   denoiser: Denoiser          # config.network: its raw network becomes the consistency function
   sigma_min: float = 0.002
   sigma_max: float = 80.0
   rho: float = 7.0
   groups = ('student',)
+  network_group = 'student'
 
   @property
   def student(self) -> ConsistencyFunction:
@@ -224,7 +226,7 @@ class ConsistencyDistillation(_Consistency):
       return {'student': student}
     return {'student': student, 'target': jax.tree.map(jnp.copy, student)}
 
-  def refresh(self, params, ema_params, step):
+  def set_frozen(self, params, ema_params, step):
     """theta- <- mu theta- + (1 - mu) theta (Eq. 8), before this step's update of theta."""
     del ema_params, step
     if not self.target_ema:

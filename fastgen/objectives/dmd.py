@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from fastgen import diffusion
 from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
-from fastgen.objectives import fake_score
+from fastgen.objectives import base, fake_score
 
 
 COUPLING_SIGMA_MAX = 80.0  # where fastgen.couplings starts the teacher ODE (its default)
@@ -83,7 +83,7 @@ def f_divergence_weight(logits, divergence: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class DMD:
+class DMD(base.Objective):
   """DMD / DMD2 generator in ``student_steps`` steps; groups 'fake_score' then 'generator'."""
   denoiser: Denoiser            # architecture of the generator and of the fake score
   teacher: Any                  # mu_real: teacher(teacher_params, x, sigma, labels) -> x0_hat
@@ -105,6 +105,7 @@ class DMD:
   p_std: float = 1.2
   init_from_teacher: bool = True
   groups = ('fake_score', 'generator')
+  network_group = 'generator'
 
   def __post_init__(self):
     if self.student_steps < 1 or self.fake_score_updates_per_generator_update < 1:
@@ -140,7 +141,7 @@ class DMD:
   def _labels(self, rng, batch_size):
     return fake_score.sample_labels(rng, batch_size, self.denoiser.num_classes)
 
-  def student_sigmas(self, num_steps: int):
+  def _student_sigmas(self, num_steps: int):
     """sigma_0 = sigma_gen > ... > sigma_{k-1}: the first k points of a (k + 1)-point Karras
     grid (EDM Eq. 5) from sigma_gen to sigma_min."""
     return diffusion.karras_sigmas(num_steps + 1, self.sigma_min, self.sigma_gen,
@@ -159,13 +160,13 @@ class DMD:
       fake['head'] = fake_score.init_head(key_head, features.shape[1:], self.head_hidden)
     return {'generator': generator, 'fake_score': fake}
 
-  def updates(self, group, step):
+  def trains(self, group, step):
     """Two time-scale updates: the generator trains after every N fake-score updates."""
     if group == 'generator':
       return (step + 1) % self.fake_score_updates_per_generator_update == 0
     return jnp.array(True)
 
-  def generate(self, generator_params, x, sigma, labels, *, train=False, rng=None):
+  def _generate(self, generator_params, x, sigma, labels, *, train=False, rng=None):
     """x_g = G_theta(x, sigma) = D_theta(x, sigma); one step from noise: x = sigma_gen z."""
     return self.denoiser(generator_params, x, sigma, labels, train=train, rng=rng)
 
@@ -175,19 +176,19 @@ class DMD:
     One step: G(sigma_gen z). k steps: backward simulation (DMD2 §4.5), the input at each
     example's drawn step i made by the generator itself without gradient."""
     key_z, key_i, key_sim, key_dropout = jax.random.split(rng, 4)
-    sigmas = self.student_sigmas(self.student_steps)
+    sigmas = self._student_sigmas(self.student_steps)
     x = sigmas[0] * jax.random.normal(key_z, shape)
     sigma = jnp.full(shape[:1], sigmas[0])
     if self.student_steps > 1:
       step = jax.random.randint(key_i, shape[:1], 0, self.student_steps)
       inputs = x
       for j in range(1, self.student_steps):
-        x0 = jax.lax.stop_gradient(self.generate(generator_params, x, sigmas[j - 1], labels))
+        x0 = jax.lax.stop_gradient(self._generate(generator_params, x, sigmas[j - 1], labels))
         x = x0 + sigmas[j] * jax.random.normal(jax.random.fold_in(key_sim, j), shape)
         inputs = jnp.where(diffusion.expand_like(step == j, x), x, inputs)
       sigma = sigmas[step]
       x = inputs
-    return self.generate(generator_params, x, sigma, labels, train=True, rng=key_dropout)
+    return self._generate(generator_params, x, sigma, labels, train=True, rng=key_dropout)
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del ema_params, step
@@ -231,8 +232,8 @@ class DMD:
         raise ValueError('objective.regression_weight > 0 (DMD) needs noise -> teacher-sample '
                          "pairs: set config.data.name='couplings'")
       pair_labels = batch['label'] if self.denoiser.num_classes else None
-      x_pair = self.generate(params['generator'], self.sigma_gen * batch['noise'],
-                             self.sigma_gen, pair_labels, train=True, rng=key_reg)
+      x_pair = self._generate(params['generator'], self.sigma_gen * batch['noise'],
+                              self.sigma_gen, pair_labels, train=True, rng=key_reg)
       regression = jnp.mean((x_pair - batch['x']) ** 2)
       metrics['regression_loss'] = regression
       loss = loss + self.regression_weight * regression
@@ -244,15 +245,15 @@ class DMD:
     return loss, {'loss': loss, 'score_gap': gap, **metrics}
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    """``num_steps`` generator steps on :meth:`student_sigmas`: x = G(sigma_0 z), then re-noise
+    """``num_steps`` generator steps on :meth:`_student_sigmas`: x = G(sigma_0 z), then re-noise
     to sigma_i and apply G, for i = 1 .. k - 1 (DMD2's multi-step sampling)."""
     del teacher_params
     labels = labels if self.denoiser.num_classes else None
     keys = jax.random.split(rng, num_steps)
-    sigmas = self.student_sigmas(num_steps)
-    x = self.generate(params['generator'], sigmas[0] * jax.random.normal(keys[0], shape),
-                      sigmas[0], labels)
+    sigmas = self._student_sigmas(num_steps)
+    x = self._generate(params['generator'], sigmas[0] * jax.random.normal(keys[0], shape),
+                       sigmas[0], labels)
     for i in range(1, num_steps):
-      x = self.generate(params['generator'], x + sigmas[i] * jax.random.normal(keys[i], shape),
-                        sigmas[i], labels)
+      x = self._generate(params['generator'], x + sigmas[i] * jax.random.normal(keys[i], shape),
+                         sigmas[i], labels)
     return x

@@ -37,7 +37,7 @@ def denoising_loss(denoiser, params, x0, labels, rng, *, p_mean, p_std, train=Tr
 
 
 @dataclasses.dataclass(frozen=True)
-class EDM:
+class EDM(base.Objective):
   """Train a denoiser from data with the EDM loss; group 'denoiser'."""
   denoiser: Denoiser
   p_mean: float = -1.2
@@ -47,6 +47,7 @@ class EDM:
   guidance_scale: float = 1.0
   sigma_max: float = 80.0
   groups = ('denoiser',)
+  network_group = 'denoiser'
 
   def init(self, rng, batch, teacher_params):
     del teacher_params

@@ -34,13 +34,22 @@ def sample_time(rng, shape, distribution='uniform', loc=0.0, scale=1.0):
   raise ValueError(f'unknown time distribution {distribution!r}; known: {TIME_DISTRIBUTIONS}')
 
 
+def velocity_matching_loss(denoiser, params, x0, t, eps, labels, *, train=False, rng=None):
+  """E || v(x_t, t) - (eps - x0) ||^2 at x_t = (1 - t) x0 + t eps (Liu et al. 2022, Eq. 1;
+  Lipman et al. 2023, Eq. 23), the mean over batch and dimensions for the given t and eps."""
+  x_t = (1 - diffusion.expand_like(t, x0)) * x0 + diffusion.expand_like(t, x0) * eps
+  v = denoiser.velocity(params, x_t, t, labels, train=train, rng=rng)
+  return jnp.mean((v - (eps - x0)) ** 2)
+
+
 @dataclasses.dataclass(frozen=True)
-class FlowMatching:
+class FlowMatching(base.Objective):
   """Train a velocity network from data; group 'denoiser' (a flow-parameterized denoiser)."""
   denoiser: Denoiser
   time_distribution: str = 'uniform'
   label_dropout: float = 0.0
   groups = ('denoiser',)
+  network_group = 'denoiser'
 
   def __post_init__(self):
     if self.denoiser.parameterization != 'flow':
@@ -64,9 +73,8 @@ class FlowMatching:
                               self.label_dropout)
     t = sample_time(key_t, x0.shape[:1], self.time_distribution)
     eps = jax.random.normal(key_eps, x0.shape)
-    x_t = (1 - diffusion.expand_like(t, x0)) * x0 + diffusion.expand_like(t, x0) * eps
-    v = self.denoiser.velocity(params['denoiser'], x_t, t, labels, train=True, rng=key_dropout)
-    loss = jnp.mean((v - (eps - x0)) ** 2)
+    loss = velocity_matching_loss(self.denoiser, params['denoiser'], x0, t, eps, labels,
+                                  train=True, rng=key_dropout)
     return loss, {'loss': loss}
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):

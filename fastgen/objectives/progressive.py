@@ -4,11 +4,12 @@ Diffusion Models", ICLR 2022, Algorithm 2; official code: google-research's
 
 Round r trains a student sampling in N_r = initial_steps / 2^r DDIM steps to match two DDIM
 steps of its teacher (round 0: the real teacher; later: the frozen student of round r - 1, the
-entry ``'previous'``, copied by ``refresh``). On EDM's grid read continuously (Eq. 5), the
+entry ``'previous'``, copied by ``set_frozen``). On EDM's grid read continuously (Eq. 5), the
 teacher's two steps from x = x0 + sigma z to sigma'' give x'', and the student's target and loss
 are (Algorithm 2 with alpha = 1; §4's truncated SNR weighting)
 
-  x~ = (x'' - (sigma''/sigma) x) / (1 - sigma''/sigma),   max(1 / sigma^2, 1) ||x~ - D(x, sigma)||^2.
+  x~ = (x'' - (sigma''/sigma) x) / (1 - sigma''/sigma),
+  loss = max(1 / sigma^2, 1) ||x~ - D(x, sigma)||^2.
 
 Group ``'student'``; frozen ``'previous'`` and ``'round'``. Sampling: DDIM steps on the grid
 (``num_steps = 0``: the current round's N_r).
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
 from fastgen.denoiser import Denoiser
-from fastgen.objectives import consistency
+from fastgen.objectives import base, consistency
 
 
 def grid_sigma(u, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -52,7 +53,7 @@ def truncated_snr_weight(sigma):
 
 
 @dataclasses.dataclass(frozen=True)
-class ProgressiveDistillation:
+class ProgressiveDistillation(base.Objective):
   """Rounds of step halving, initial_steps -> ... -> final_steps; group 'student', frozen
   'previous' (the last round's student) and 'round'."""
   denoiser: Denoiser
@@ -65,6 +66,7 @@ class ProgressiveDistillation:
   rho: float = 7.0
   init_from_teacher: bool = True
   groups = ('student',)
+  network_group = 'student'
 
   def __post_init__(self):
     ratio = self.initial_steps // max(self.final_steps, 1)
@@ -77,11 +79,11 @@ class ProgressiveDistillation:
   def num_rounds(self) -> int:
     return int(math.log2(self.initial_steps // self.final_steps)) + 1
 
-  def round_at(self, step):
+  def _round_at(self, step):
     """The round that training step ``step`` (0-based) belongs to."""
     return jnp.minimum(step // self.steps_per_round, self.num_rounds - 1).astype(jnp.int32)
 
-  def student_steps(self, round_index):
+  def _student_steps(self, round_index):
     """N_r = initial_steps / 2^r."""
     return self.initial_steps // 2 ** jnp.asarray(round_index, jnp.int32)
 
@@ -95,10 +97,10 @@ class ProgressiveDistillation:
     return {'student': student, 'previous': jax.tree.map(jnp.copy, student),
             'round': jnp.zeros((), jnp.int32)}
 
-  def refresh(self, params, ema_params, step):
+  def set_frozen(self, params, ema_params, step):
     """At the first step of round r > 0: previous <- student (Algorithm 2's eta_hat <- eta)."""
     del ema_params
-    round_index = self.round_at(step)
+    round_index = self._round_at(step)
     previous = jax.lax.cond(round_index != params['round'], lambda: params['student'],
                             lambda: params['previous'])
     return {**params, 'previous': previous, 'round': round_index}
@@ -108,7 +110,7 @@ class ProgressiveDistillation:
     key_i, key_z, key_dropout = jax.random.split(rng, 3)
     x0, labels = batch['x'], self._labels(batch['label'])
     teacher_labels = batch['label'] if getattr(self.teacher, 'num_classes', 0) else None
-    num_steps = self.student_steps(params['round'])
+    num_steps = self._student_steps(params['round'])
     i = jax.random.randint(key_i, x0.shape[:1], 0, num_steps)
     sigma_at = lambda k: grid_sigma(k / num_steps, self.sigma_min, self.sigma_max, self.rho)
     sigma, sigma_mid, sigma_next = sigma_at(i), sigma_at(i + 0.5), sigma_at(i + 1.0)
@@ -131,7 +133,7 @@ class ProgressiveDistillation:
     """``num_steps`` DDIM steps of the student on the grid (0: the current round's N_r)."""
     del teacher_params
     labels = self._labels(labels)
-    steps = num_steps if num_steps > 0 else self.student_steps(params['round'])
+    steps = num_steps if num_steps > 0 else self._student_steps(params['round'])
     sigma_at = lambda k: grid_sigma(k / steps, self.sigma_min, self.sigma_max, self.rho)
 
     def step(k, x):

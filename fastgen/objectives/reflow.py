@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from fastgen import couplings, diffusion, samplers
 from fastgen.denoiser import Denoiser
 from fastgen.networks import lpips
-from fastgen.objectives import consistency
+from fastgen.objectives import base, consistency
 
 TIME_DISTRIBUTIONS = ('uniform', 'logit_normal', 'u_shaped')
 PREMETRICS = ('l2', 'pseudo_huber', 'lpips', 'lpips_huber')
@@ -113,16 +113,16 @@ def flow_euler(velocity_fn, noise, num_steps: int):
                                      jnp.linspace(T_MAX, 0.0, num_steps + 1))
 
 
-def check_options(objective):
-  """One clear error for a bad option of a rectified-flow objective (those it has)."""
-  choices = {'time_distribution': TIME_DISTRIBUTIONS, 'premetric': PREMETRICS,
-             'couplings': COUPLINGS}
-  for name, known in choices.items():
-    value = getattr(objective, name, known[0])
+def check_options(*, premetric: str, lpips_weights: str, couplings: str,
+                  time_distribution: str = TIME_DISTRIBUTIONS[0]):
+  """One clear error for a bad option of a rectified-flow objective."""
+  choices = {'time_distribution': (time_distribution, TIME_DISTRIBUTIONS),
+             'premetric': (premetric, PREMETRICS), 'couplings': (couplings, COUPLINGS)}
+  for name, (value, known) in choices.items():
     if value not in known:
       raise ValueError(f'unknown objective.{name} {value!r}; known: {", ".join(known)}')
-  if getattr(objective, 'premetric', '') in PERCEPTUAL and not objective.lpips_weights:
-    raise ValueError(f'objective.premetric={objective.premetric!r} needs '
+  if premetric in PERCEPTUAL and not lpips_weights:
+    raise ValueError(f'objective.premetric={premetric!r} needs '
                      f'objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> (see '
                      f'fastgen/networks/lpips.py; fastgen downloads nothing), or use '
                      f'premetric "pseudo_huber"')
@@ -148,7 +148,7 @@ def coupling_batch(objective, teacher_params, batch, rng):
 
 
 @dataclasses.dataclass(frozen=True)
-class CouplingStudent:
+class CouplingStudent(base.Objective):
   """What the coupling-trained velocity students (reflow, InstaFlow) share: a group 'student'
   initialised from the teacher, the coupling and premetric options, the student's velocity, and
   Euler sampling of its ODE. A subclass adds its ``loss``."""
@@ -161,9 +161,11 @@ class CouplingStudent:
   ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
   init_from_teacher: bool = True
   groups = ('student',)
+  network_group = 'student'
 
   def __post_init__(self):
-    check_options(self)
+    check_options(premetric=self.premetric, lpips_weights=self.lpips_weights,
+                  couplings=self.couplings)
 
   def init(self, rng, batch, teacher_params):
     labels = batch['label'] if self.denoiser.num_classes else None
@@ -188,6 +190,10 @@ class Reflow(CouplingStudent):
   """2-rectified flow (2-RF++ by default); group 'student', a velocity model."""
   time_distribution: str = 'u_shaped'
   u_shape_a: float = 4.0
+
+  def __post_init__(self):
+    check_options(premetric=self.premetric, lpips_weights=self.lpips_weights,
+                  couplings=self.couplings, time_distribution=self.time_distribution)
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, step

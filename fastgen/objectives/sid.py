@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion
 from fastgen.denoiser import Denoiser
-from fastgen.objectives import fake_score
+from fastgen.objectives import base, fake_score
 
 
 def sid_sigma(rng, shape, tmax, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -62,7 +62,7 @@ def generator_loss(f_real, f_fake, x_g, alpha):
 
 
 @dataclasses.dataclass(frozen=True)
-class SiD:
+class SiD(base.Objective):
   """One-step generator distilled by SiD (SiDA with the GAN weights); groups 'fake_score' then
   'generator'."""
   denoiser: Denoiser            # architecture of both the generator and the fake score
@@ -79,6 +79,7 @@ class SiD:
   gan_generator_weight: float = 0.0      # SiDA's lambda_G (0: plain SiD)
   gan_discriminator_weight: float = 0.0  # SiDA's lambda_D
   groups = ('fake_score', 'generator')
+  network_group = 'generator'
 
   def __post_init__(self):
     if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
@@ -100,7 +101,7 @@ class SiD:
         teacher_params, self.init_from_teacher)
     return {'generator': generator, 'fake_score': fake_score_params}
 
-  def generate(self, generator_params, z, labels, *, train=False, rng=None):
+  def _generate(self, generator_params, z, labels, *, train=False, rng=None):
     """x_g = G_theta(z) = D_theta(sigma_init z, sigma_init) for z ~ N(0, I)."""
     return self.denoiser(generator_params, self.sigma_init * z, self.sigma_init, labels,
                          train=train, rng=rng)
@@ -110,8 +111,8 @@ class SiD:
     key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
     labels = self._labels(key_label, shape[0])
-    x_g = self.generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
-                        rng=key_gen)
+    x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
+                         rng=key_gen)
     if group == 'fake_score':
       real = batch['x'] if self.adversarial else None
       real_labels = batch['label'] if self.denoiser.num_classes else None
@@ -157,7 +158,7 @@ class SiD:
     del teacher_params
     labels = labels if self.denoiser.num_classes else None
     keys = jax.random.split(rng, num_steps)
-    x = self.generate(params['generator'], jax.random.normal(keys[0], shape), labels)
+    x = self._generate(params['generator'], jax.random.normal(keys[0], shape), labels)
     sigmas = diffusion.karras_sigmas(num_steps + 1, self.sigma_min, self.sigma_init, self.rho)
     for i in range(1, num_steps):
       noisy = x + sigmas[i] * jax.random.normal(keys[i], shape)

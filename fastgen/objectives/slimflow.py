@@ -5,7 +5,7 @@ Rectified Flow", ECCV 2024, §4.1 and §4.2; official code github.com/yuanzhi-zh
 
 One run, two stages switched by the step counter. Stage 1 (steps < ``reflow_steps``): reflow on
 the teacher's couplings with the noise re-paired as z_beta = sqrt(1 - beta^2) z + beta eps, beta
-annealed from 1 to 0 (§4.1), which gives a small 2-flow. Stage 2: ``refresh`` freezes the
+annealed from 1 to 0 (§4.1), which gives a small 2-flow. Stage 2: ``set_frozen`` freezes the
 2-flow's EMA into ``'two_flow'`` and the student learns one step G(z) = T z - T v_theta(T z, T)
 from (§4.2)
 
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from fastgen import diffusion
 from fastgen.denoiser import Denoiser
-from fastgen.objectives import consistency, instaflow, reflow
+from fastgen.objectives import base, consistency, instaflow, reflow
 
 ANNEALING = ('exp', 'cos', 'linear')
 
@@ -53,7 +53,7 @@ def anneal_noise(noise, eps, beta):
 
 
 @dataclasses.dataclass(frozen=True)
-class SlimFlow:
+class SlimFlow(base.Objective):
   """Annealing Reflow then Flow-Guided Distillation; group 'student', frozen 'two_flow', 'stage'."""
   denoiser: Denoiser            # the small student
   teacher: Any
@@ -74,9 +74,11 @@ class SlimFlow:
   guidance_s_max: float = 0.8
   init_from_teacher: bool = False  # True only for a teacher of the student's own architecture
   groups = ('student',)
+  network_group = 'student'
 
   def __post_init__(self):
-    reflow.check_options(self)
+    reflow.check_options(premetric=self.premetric, lpips_weights=self.lpips_weights,
+                         couplings=self.couplings, time_distribution=self.time_distribution)
     if self.annealing not in ANNEALING:
       raise ValueError(f'unknown objective.annealing {self.annealing!r}; known: '
                        f'{", ".join(ANNEALING)}')
@@ -96,7 +98,7 @@ class SlimFlow:
     return {'student': student, 'two_flow': jax.tree.map(jnp.copy, student),
             'stage': jnp.zeros((), jnp.int32), **reflow.init_lpips(self)}
 
-  def refresh(self, params, ema_params, step):
+  def set_frozen(self, params, ema_params, step):
     """At step ``reflow_steps``: two_flow <- EMA of the student, stage <- 1."""
     stage = (step >= self.reflow_steps).astype(jnp.int32)
     two_flow = jax.lax.cond(stage != params['stage'], lambda: ema_params['student'],

@@ -5,9 +5,10 @@
 * ``'analytic'``: a closed-form Gaussian mixture (:mod:`fastgen.teachers.analytic`); ``mixture``
   is ``'gmm2d'`` (the exact distribution of the gmm2d data set) or ``'digits'`` (a mixture fitted
   to the digits training images, ``components_per_class`` per class, class-conditional).
-* ``'checkpoint'``: the EMA network of a fastgen run in ``workdir``: a teacher-training run's
-  denoiser, the student of a reflow / InstaFlow / SlimFlow run (chained pipelines), or an EDM
-  checkpoint converted into a run by ``python -m fastgen.teachers.edm_import`` (docs/edm_import.md).
+* ``'checkpoint'``: the EMA network of a fastgen run in ``workdir`` (its objective's
+  ``network_group``): a teacher-training run's denoiser, the student of a reflow / InstaFlow /
+  SlimFlow run (chained pipelines), or an EDM checkpoint converted into a run by
+  ``python -m fastgen.teachers.edm_import`` (docs/edm_import.md).
 """
 
 import json
@@ -17,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fastgen import checkpoint
+from fastgen import checkpoint, objectives
 from fastgen import denoiser as denoiser_lib
+from fastgen.data import digits, toy2d
 from fastgen.teachers import analytic
 
 TEACHER_KINDS = ('none', 'analytic', 'checkpoint')
@@ -28,13 +30,11 @@ MIXTURES = ('gmm2d', 'digits')
 def analytic_teacher(mixture: str, components_per_class: int = 4, conditional: bool = False):
   """A closed-form Gaussian-mixture teacher and its params."""
   if mixture == 'gmm2d':
-    from fastgen.data import toy2d
     weights, means, covs = toy2d.gmm2d_mixture()
     labels = range(len(weights)) if conditional else None
     model = analytic.GaussianMixtureTeacher((2,), len(weights) if conditional else 0)
     return model, analytic.mixture_params(weights, means, covs, labels)
   if mixture == 'digits':
-    from fastgen.data import digits
     x, y = digits.load_digits_array('train')
     weights, means, covs, labels = analytic.fit_mixture(
         x, y, components_per_class=components_per_class)
@@ -51,23 +51,19 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-# The trained network of each kind of run: teacher training ('denoiser') or a rule whose student
-# is itself a denoiser or velocity model (reflow and InstaFlow students, a pipeline's next teacher).
-TEACHER_GROUPS = ('denoiser', 'student')
-
-
 def checkpoint_teacher(workdir: str):
-  """The EMA network of a finished (or running) fastgen workdir: a teacher-training run's
-  'denoiser', or the 'student' of a run such as reflow, so that runs chain (2-RF -> InstaFlow)."""
+  """The EMA network of a finished (or running) fastgen workdir: the ``network_group`` of its
+  objective (a teacher-training run's 'denoiser', the 'student' of a run such as reflow), so that
+  runs chain (2-RF -> InstaFlow)."""
   config = read_config(workdir)
+  group = objectives.objective_class(config.objective.name).network_group
   model = denoiser_lib.from_config(config.network)
   ema = checkpoint.load_params(workdir, ('ema',))
-  groups = [g for g in TEACHER_GROUPS if g in ema]
-  if not groups:
+  if group not in ema:
     raise checkpoint.CheckpointError(
-        f'{workdir} holds no network usable as a teacher (EMA groups: {", ".join(ema)}; '
-        f'expected one of {", ".join(TEACHER_GROUPS)})')
-  return model, jax.tree.map(jnp.asarray, ema[groups[0]])
+        f'{workdir} holds no {group!r} network, the network of objective '
+        f'{config.objective.name!r} (EMA groups: {", ".join(ema)})')
+  return model, jax.tree.map(jnp.asarray, ema[group])
 
 
 def load_teacher(teacher_config):

@@ -11,8 +11,8 @@ EDM constructor arguments of that network. In EDM's code base::
   net = dnnlib.util.construct_class_by_name(**kwargs)
   net.load_state_dict(torch.load('sid_generator.pt', weights_only=True))
 
-The default group is the run's only trained network, else ``generator``, ``student`` or
-``denoiser``, whichever the run has.
+The default group is the network of the run's objective (its ``network_group``: ``generator``
+of SiD / DMD, ``student`` of the other distillation rules, ``denoiser`` of teacher training).
 """
 
 import json
@@ -21,22 +21,16 @@ import sys
 
 import numpy as np
 
-from fastgen import checkpoint
-from fastgen import teachers
+from fastgen import checkpoint, objectives, teachers
 from fastgen.teachers import edm_import
 from fastgen.teachers import torch_files
-
-DEFAULT_GROUPS = ('generator', 'student', 'denoiser')
-
 
 def export(workdir: str, out: str, group: str = '') -> str:
   """Write ``out`` and ``out + '.json'`` from ``workdir``'s newest checkpoint; returns the group."""
   config = teachers.read_config(workdir)
   kwargs = edm_import.edm_kwargs(config.network.to_dict())
   ema = checkpoint.load_params(workdir, ('ema',))
-  if not group:
-    found = [g for g in DEFAULT_GROUPS if g in ema]
-    group = next(iter(ema)) if len(ema) == 1 else (found[0] if found else '')
+  group = group or objectives.objective_class(config.objective.name).network_group
   if group not in ema:
     raise edm_import.EDMImportError(f'{workdir} has no trained network {group!r} (it has '
                                     f'{", ".join(ema)}): pass --group')

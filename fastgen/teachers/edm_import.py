@@ -26,6 +26,7 @@ reverse, so a distilled student loads into EDM's networks (see ``fastgen.teacher
 
 import collections
 import contextlib
+import dataclasses
 import os
 import pickle
 import re
@@ -38,7 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fastgen import configs
+from fastgen import checkpoint, configs, networks, objectives, step
 from fastgen import denoiser as denoiser_lib
 from fastgen.configs import default
 from fastgen.teachers import torch_files
@@ -257,7 +258,7 @@ def params_to_edm(params, network_config, prefix: str = 'model.') -> dict:
   resampling-filter buffers and a zero SongUNet ``map_label.bias``; ``prefix`` 'model.' is
   EDMPrecond's, '' the bare network's."""
   state = collections.OrderedDict()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+  for path, leaf in jax.tree.leaves_with_path(params):
     state[prefix + _edm_name(path)] = _to_edm(np.asarray(leaf, np.float32))
   if _has_label_bias(network_config):
     state[prefix + 'map_label.bias'] = np.zeros(state[prefix + 'map_label.weight'].shape[0],
@@ -291,7 +292,7 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
   state = {k: np.asarray(v) for k, v in _strip_prefix(state_dict).items()}
   shapes = param_shapes(network_config)
   targets = {_edm_name(path): (path, leaf.shape)
-             for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+             for path, leaf in jax.tree.leaves_with_path(shapes)}
   buffers = _buffers(network_config, shapes)
   expected = set(targets) | set(buffers) | ({'map_label.bias'} if _has_label_bias(
       network_config) else set())
@@ -329,7 +330,7 @@ def params_from_edm(state_dict: dict, network_config) -> tuple[dict, list[str]]:
   if _has_label_bias(network_config):  # b0 <- b0 + W0 b_label (W0 is EDM's [out, in])
     bias_path = targets['map_layer0.bias'][0]
     flat[bias_path] = flat[bias_path] + state['map_layer0.weight'] @ state['map_label.bias']
-  params = jax.tree_util.tree_map_with_path(lambda path, _: flat[path], shapes)
+  params = jax.tree.map_with_path(lambda path, _: flat[path], shapes)
   return params, sorted(droppable & set(state))
 
 
@@ -389,8 +390,6 @@ def read_edm(path: str, network_config=None):
 
 def _check_same_network(found: dict, network_config, path: str) -> None:
   """Raise naming every field where the pickle's network differs from the config's."""
-  import dataclasses
-  from fastgen import networks
   if found['name'] != network_config.get('name'):
     raise EDMImportError(f'{path} holds an EDM {found["name"]!r} network; the config asks for '
                          f'{network_config.get("name")!r}')
@@ -416,17 +415,15 @@ def write_workdir(workdir: str, config: ml_collections.ConfigDict, params) -> No
   ``params`` = ``ema``, fresh optimizer state), written to a temporary sibling and renamed, so
   a failure, or a signal once :func:`main` handles them, leaves nothing at ``workdir`` and no
   ``<workdir>.partial-<pid>``."""
-  from fastgen import checkpoint, train
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and (not os.path.isdir(workdir) or os.listdir(workdir)):
     raise EDMImportError(f'{workdir} exists and is not empty; choose a new --workdir')
   tmp = f'{workdir}.partial-{os.getpid()}'
   try:
     os.makedirs(tmp)
-    params = jax.tree.map(jnp.asarray, params)
-    state = {'step': jnp.zeros((), jnp.int32), 'params': {'denoiser': params},
-             'ema': {'denoiser': jax.tree.map(jnp.copy, params)},
-             'opt_state': {'denoiser': train.make_optimizer(config.optim).init(params)}}
+    objective = objectives.objective_class(config.objective.name)
+    state = step.state_from_params({objective.network_group: jax.tree.map(jnp.asarray, params)},
+                                   objective.groups, step.make_optimizer(config.optim))
     with _signals_deferred():
       checkpointer = checkpoint.Checkpointer(tmp, keep=1)
       checkpointer.save(0, state, {})

@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 jax.config.update('jax_cpu_collectives_implementation', 'gloo')
 jax.distributed.initialize(f'localhost:{sys.argv[2]}', num_processes=2, process_id=int(sys.argv[1]))
+from fastgen import sharding
 from fastgen.evaluation import evaluator
 
 class Identity:  # features = the samples themselves
@@ -39,8 +40,8 @@ stats = ev.stats(sample_fn, jax.random.key(0), 1)
 assert stats.count == 30, stats.count
 np.testing.assert_allclose(stats.cov, np.cov(data[:30], rowvar=False, dtype=np.float64), rtol=1e-12)
 replicated = jax.device_put(jax.numpy.asarray(data[:8]), NamedSharding(mesh, P()))
-assert len(evaluator.local_rows(replicated, 8)) == (8 if jax.process_index() == 0 else 0)
-np.testing.assert_array_equal(evaluator.all_rows(sample_fn(None, 20, 1), 15), data[40:55])
+assert len(sharding.local_rows(replicated, 8)) == (8 if jax.process_index() == 0 else 0)
+np.testing.assert_array_equal(sharding.all_rows(sample_fn(None, 20, 1), 15), data[40:55])
 print('ok')
 '''
 

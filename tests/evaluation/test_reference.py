@@ -9,14 +9,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fastgen import evaluation
-from fastgen.evaluation import frechet, reference
+from fastgen.evaluation import extractors, frechet, reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_digits_reference_uses_every_image_once():
-  extractor = evaluation.make_extractor('digits')
+  extractor = extractors.make_extractor('digits')
   config = ml_collections.ConfigDict(dict(name='digits', split='test'))
   stats = reference.compute_reference(extractor, reference.image_batches(config, 0, 100))
   assert stats.count == 297 and stats.dim == 64

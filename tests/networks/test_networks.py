@@ -34,7 +34,7 @@ def _init(net, shape, seed=0):
   near one, everything else N(0, 0.1^2), so near-zero-initialised output layers hide nothing."""
   shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros(shape), jnp.zeros(shape[:1]))
   rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map_with_path(
+  return jax.tree.map_with_path(
       lambda path, p: jnp.asarray((path[-1].key == 'scale') + 0.1 * rng.normal(size=p.shape),
                                   jnp.float32), shapes['params'])
 

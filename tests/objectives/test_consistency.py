@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import scipy.special
 
-from fastgen import checkpoint, configs, objectives, samplers, teachers, train
+from fastgen import checkpoint, configs, objectives, samplers, teachers
+from fastgen import experiment as experiment_lib
+from fastgen import step as step_lib
 from fastgen.evaluation import exact
 from fastgen.networks import mlp
 from tests.objectives import image_configs
@@ -116,7 +118,7 @@ def test_cd_target_is_an_ema_of_the_student_moved_before_each_step():
   objective = objectives.make_objective(config, teacher)
   params = objective.init(jax.random.key(0), _batch(), teacher_params)
   moved = {**params, 'student': jax.tree.map(lambda p: p + 1.0, params['student'])}
-  refreshed = objective.refresh(moved, None, jnp.int32(5))
+  refreshed = objective.set_frozen(moved, None, jnp.int32(5))
   expected = jax.tree.map(lambda t, s: 0.95 * t + 0.05 * s, params['target'], moved['student'])
   jax.tree.map(np.testing.assert_allclose, refreshed['target'], expected)
   config.objective.target_ema = 0.0  # the paper's CIFAR-10 setting: no target entry at all
@@ -155,9 +157,9 @@ def _train_and_measure(tmp_path, config_name, *overrides, num=20_000):
   metrics = exact.ExactMetrics(*exact.mixture_from_teacher(truth_params), num, floor_repeats=2)
   heun = samplers.sample(truth, truth_params, jax.random.key(3), (num, 2), method='heun',
                          num_steps=18)
-  experiment = train.Experiment(configs.get_config(config_name))
+  experiment = experiment_lib.Experiment(configs.get_config(config_name))
   state = checkpoint.load_params(str(tmp_path), ())
-  one_step = experiment.sample(train.sampling_params(state), jax.random.key(0), num, 1)
+  one_step = experiment.sample(step_lib.sampling_params(state), jax.random.key(0), num, 1)
   fds = metrics(one_step)['fd'], metrics(heun)['fd'], metrics.floor['fd']
   print(f'FD: student 1-step {fds[0]:.5f}, teacher Heun-35 {fds[1]:.5f}, floor {fds[2]:.5f}')
   return fds

@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from fastgen import configs, objectives, teachers, train
+from fastgen import configs, objectives, teachers
+from fastgen import step as step_lib
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
 from fastgen.objectives import dmd
@@ -77,9 +78,9 @@ def test_two_time_scale_updates_leave_a_skipped_generator_untouched():
   objective = dmd.DMD(_mlp_denoiser(), teacher, init_from_teacher=False,
                       fake_score_updates_per_generator_update=3)
   optimizer = optax.adam(1e-3)
-  state = jax.jit(lambda key: train.init_state(objective, optimizer, key, _batch(),
+  state = jax.jit(lambda key: step_lib.init_state(objective, optimizer, key, _batch(),
                                                teacher_params))(jax.random.key(0))
-  step = jax.jit(train.make_train_step(objective, optimizer, 0.9, False))
+  step = jax.jit(step_lib.make_train_step(objective, optimizer, 0.9, False))
   for i in range(3):
     new, metrics = step(state, teacher_params, _batch(), jax.random.key(1))
     for part in ('params', 'opt_state', 'ema'):

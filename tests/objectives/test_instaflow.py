@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from fastgen import checkpoint, configs, couplings, teachers, train
+from fastgen import checkpoint, configs, couplings, teachers
+from fastgen import experiment as experiment_lib
 from fastgen.objectives import instaflow
 from tests.objectives import image_configs
 from tests.objectives import rectified_flow_toys as toys
@@ -43,11 +44,11 @@ def test_a_reflow_workdir_is_the_teacher_of_an_instaflow_run(tmp_path):
   reflow_config.data = reflow_config.data.source  # no couplings needed to initialise
   reflow_config.objective.couplings = 'online'
   reflow_dir = str(tmp_path / 'reflow')
-  reflow_experiment = train.Experiment(reflow_config, reflow_dir)
+  reflow_experiment = experiment_lib.Experiment(reflow_config, reflow_dir)
   reflow_state = reflow_experiment.initial_state()
   reflow_state['ema']['student'] = jax.tree.map(lambda p: p + 0.5, reflow_state['ema']['student'])
   os.makedirs(reflow_dir)
-  train._save_config(reflow_config, reflow_dir)  # pylint: disable=protected-access
+  experiment_lib.save_config(reflow_config, reflow_dir)
   checkpointer = checkpoint.Checkpointer(reflow_dir)
   checkpointer.save(1, reflow_state, {'step': 1})
   checkpointer.close()
@@ -57,7 +58,8 @@ def test_a_reflow_workdir_is_the_teacher_of_an_instaflow_run(tmp_path):
   teacher, teacher_params = teachers.load_teacher(config.teacher)
   assert teacher.parameterization == 'flow'
   jax.tree.map(np.testing.assert_array_equal, teacher_params, reflow_state['ema']['student'])
-  experiment = train.Experiment(config, str(tmp_path / 'instaflow'))  # solves the 2-RF's ODE
+  # Building the run solves the 2-RF's ODE for the couplings.
+  experiment = experiment_lib.Experiment(config, str(tmp_path / 'instaflow'))
   initial = experiment.initial_state()['params']['student']
   jax.tree.map(np.testing.assert_array_equal, initial, teacher_params)
   batch = next(experiment.data)

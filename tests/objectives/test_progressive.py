@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from fastgen import checkpoint, configs, denoiser as denoiser_lib, diffusion, samplers, teachers
+from fastgen import experiment as experiment_lib
+from fastgen import step as step_lib
 from fastgen import train
 from fastgen.evaluation import exact
 from fastgen.networks import mlp
@@ -60,17 +62,18 @@ def test_truncated_snr_weight():
                              [100.0, 1.0, 1.0], rtol=1e-6)
 
 
-def test_rounds_advance_with_the_step_counter():
+def test_rounds_advance_with_the_step_counter():  # pylint: disable=protected-access
   objective, teacher_params = _objective()
   assert objective.num_rounds == 4
-  assert [int(objective.round_at(s)) for s in (0, 9, 10, 29, 30, 31, 1000)] == [0, 0, 1, 2, 3, 3, 3]
-  assert [int(objective.student_steps(r)) for r in range(4)] == [8, 4, 2, 1]
+  rounds = [int(objective._round_at(s)) for s in (0, 9, 10, 29, 30, 31, 1000)]
+  assert rounds == [0, 0, 1, 2, 3, 3, 3]
+  assert [int(objective._student_steps(r)) for r in range(4)] == [8, 4, 2, 1]
   params = objective.init(jax.random.key(0), _batch(), teacher_params)
   moved = {**params, 'student': jax.tree.map(lambda p: p + 1.0, params['student'])}
-  same = objective.refresh(moved, None, jnp.int32(9))  # still round 0: previous untouched
+  same = objective.set_frozen(moved, None, jnp.int32(9))  # still round 0: previous untouched
   assert int(same['round']) == 0
   jax.tree.map(np.testing.assert_array_equal, same['previous'], params['previous'])
-  new = objective.refresh(moved, None, jnp.int32(10))  # round 1 starts: previous <- student
+  new = objective.set_frozen(moved, None, jnp.int32(10))  # round 1 starts: previous <- student
   assert int(new['round']) == 1
   jax.tree.map(np.testing.assert_array_equal, new['previous'], moved['student'])
 
@@ -99,7 +102,7 @@ def test_image_configs_build_and_start_from_their_teacher(config_name, teacher_n
   without_dropout = lambda c: {k: v for k, v in c.network.items() if k != 'dropout'}
   assert without_dropout(config) == without_dropout(configs.get_config(teacher_name))
   objective, teacher_params, params = image_configs.abstract_init(config)
-  assert objective.student_steps(objective.num_rounds - 1) == 1
+  assert objective._student_steps(objective.num_rounds - 1) == 1
   assert config.train.num_steps == objective.num_rounds * objective.steps_per_round
   assert jax.tree.structure(params['student']) == jax.tree.structure(teacher_params)
 
@@ -150,9 +153,9 @@ def _train_and_measure(tmp_path, *overrides, num=20_000):
   ddim = samplers.euler_sampler(denoise, noise,
                                 progressive.grid_sigma(jnp.arange(steps + 1) / steps))
   heun = samplers.heun_sampler(denoise, noise, diffusion.karras_sigmas(18))
-  experiment = train.Experiment(config)
+  experiment = experiment_lib.Experiment(config)
   state = checkpoint.load_params(str(tmp_path), ())
-  one_step = experiment.sample(train.sampling_params(state), jax.random.key(0), num, 1)
+  one_step = experiment.sample(step_lib.sampling_params(state), jax.random.key(0), num, 1)
   fds = metrics(one_step)['fd'], metrics(ddim)['fd'], metrics(heun)['fd']
   print(f'FD: PD 1-step {fds[0]:.5f}, teacher DDIM-{steps} {fds[1]:.5f}, Heun-35 {fds[2]:.5f}')
   return fds

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from fastgen import configs, evaluate, objectives, teachers, train
+from fastgen import experiment as experiment_lib
+from fastgen import step as step_lib
 from fastgen.objectives import reflow
 from tests.objectives import rectified_flow_toys as toys
 
@@ -85,9 +87,9 @@ def test_one_reflow_round_straightens_the_flow_and_beats_one_teacher_euler_step(
   # reflow ODE 0.0005, of the teacher's 0.48.
   config = _short_config(tmp_path)
   state = train.train_and_evaluate(config, str(tmp_path / 'run'))
-  experiment = train.Experiment(config, str(tmp_path / 'run'))
+  experiment = experiment_lib.Experiment(config, str(tmp_path / 'run'))
   run_evaluator = evaluate.RunEvaluator(experiment)
-  results = run_evaluator.evaluate(train.sampling_params(state))
+  results = run_evaluator.evaluate(step_lib.sampling_params(state))
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
   noise = jax.random.normal(jax.random.key(5), (4000, 2))
   teacher_one_step = reflow.flow_euler(lambda x, t: teacher.velocity(teacher_params, x, t),

@@ -16,7 +16,8 @@ import optax
 import pytest
 import scipy.linalg
 
-from fastgen import checkpoint, configs, objectives, samplers, teachers, train
+from fastgen import checkpoint, configs, objectives, samplers, teachers
+from fastgen import experiment as experiment_lib
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
 from tests.objectives import image_configs
@@ -131,7 +132,7 @@ def _distill_and_compare(tmp_path, *overrides, num=20_000):
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   config = configs.get_config('sid_gmm2d')
-  experiment = train.Experiment(config)
+  experiment = experiment_lib.Experiment(config)
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
   mean, cov = teacher.moments(teacher_params)
   exact = np.asarray(teacher.sample(teacher_params, jax.random.key(5), num))

@@ -53,11 +53,11 @@ def test_stage_switch_freezes_the_ema_two_flow():
   params = objective.init(jax.random.key(0), toys.coupling_batch(), None)
   moved = toys.with_scale(params, 3.0)
   ema = {'student': {'scale': jnp.asarray(2.0)}}
-  before = objective.refresh(moved, ema, jnp.int32(9))
+  before = objective.set_frozen(moved, ema, jnp.int32(9))
   assert int(before['stage']) == 0 and float(before['two_flow']['scale']) == 1.0
-  after = objective.refresh(moved, ema, jnp.int32(10))
+  after = objective.set_frozen(moved, ema, jnp.int32(10))
   assert int(after['stage']) == 1 and float(after['two_flow']['scale']) == 2.0
-  later = objective.refresh({**after, 'student': {'scale': jnp.asarray(5.0)}},
+  later = objective.set_frozen({**after, 'student': {'scale': jnp.asarray(5.0)}},
                             {'student': {'scale': jnp.asarray(4.0)}}, jnp.int32(11))
   assert float(later['two_flow']['scale']) == 2.0  # frozen after the switch
 

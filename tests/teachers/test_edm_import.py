@@ -54,7 +54,7 @@ def _network_config(case):
 
 def _flat(tree):
   return {jax.tree_util.keystr(p): np.asarray(v)
-          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+          for p, v in jax.tree.leaves_with_path(tree)}
 
 
 def _assert_same_tree(a, b):

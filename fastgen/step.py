@@ -1,0 +1,147 @@
+"""The one generic training step every rule shares: optimizer, state, per-group update, EMA.
+
+State is a plain pytree ``{'step', 'params', 'ema', 'opt_state'}`` whose ``ema`` and
+``opt_state`` are dicts keyed by the objective's groups and whose ``params`` also holds the
+objective's frozen entries. The step is a pure function (jit-compiled by
+:class:`fastgen.experiment.Experiment`); the teacher's params are an argument, never captured.
+Randomness is ``fold_in(key, step)`` and then ``fold_in(., group index)``, so a resumed run
+repeats an uninterrupted one bit for bit.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+class NonFiniteLossError(RuntimeError):
+  """A loss or gradient became NaN/inf."""
+
+
+def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam(W) with linear warm-up to ``lr`` and optional global-norm gradient clipping."""
+  schedule = optax.linear_schedule(0.0, optim.lr, max(optim.warmup_steps, 1))
+  chain = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip > 0 else []
+  chain.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                           weight_decay=optim.weight_decay))
+  return optax.chain(*chain)
+
+
+def init_state(objective, optimizer, rng, example_batch, teacher_params) -> dict:
+  """``params`` holds every entry ``objective.init`` returns; entries not in ``objective.groups``
+  are frozen (never differentiated, no optimizer, no EMA), e.g. progressive distillation's
+  previous-round student."""
+  return state_from_params(objective.init(rng, example_batch, teacher_params), objective.groups,
+                           optimizer)
+
+
+def state_from_params(params, groups, optimizer) -> dict:
+  """The state at step 0 of a run whose params are ``params``: each group's EMA equal to its
+  params, a fresh optimizer state per group."""
+  return {
+      'step': jnp.zeros((), jnp.int32),
+      'params': params,
+      'ema': {g: jax.tree.map(jnp.copy, params[g]) for g in groups},
+      'opt_state': {g: optimizer.init(params[g]) for g in groups},
+  }
+
+
+def sampling_params(state) -> dict:
+  """What a model samples with: EMA weights of the trained groups, frozen entries as they are."""
+  return {**state['params'], **state['ema']}
+
+
+def ema_update(ema, params, decay: float):
+  """e <- e + (1 - decay) (p - e), i.e. decay e + (1 - decay) p, leaf by leaf."""
+  return jax.tree.map(lambda e, p: e + (1.0 - decay) * (p - e), ema, params)
+
+
+def update_group(objective, optimizer, ema_decay: float, skip_nonfinite: bool, group: str,
+                 params, ema_params, teacher_params, batch, rng, step, group_state):
+  """One group's update: loss -> gradient w.r.t. ``params[group]`` only -> optax -> EMA.
+
+  ``group_state`` is ``(group_params, group_opt_state, group_ema)``; ``params`` holds every entry
+  as the step has it so far (earlier groups already updated), ``ema_params`` the EMA at the
+  start of the step. Returns the new ``group_state`` and the group's metrics, with ``grad_norm``
+  and ``finite`` (loss and gradient finite) added. With ``skip_nonfinite`` a non-finite update
+  keeps the old params and optimizer state (the EMA then moves toward the old params).
+  """
+  group_params, group_opt_state, group_ema = group_state
+
+  def group_loss(p):
+    return objective.loss(group, {**params, group: p}, ema_params, teacher_params, batch, rng,
+                          step)
+
+  (loss, aux), grads = jax.value_and_grad(group_loss, has_aux=True)(group_params)
+  updates, new_opt_state = optimizer.update(grads, group_opt_state, group_params)
+  new_params = optax.apply_updates(group_params, updates)
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  if skip_nonfinite:
+    keep = lambda new, old: jnp.where(finite, new, old)
+    new_params = jax.tree.map(keep, new_params, group_params)
+    new_opt_state = jax.tree.map(keep, new_opt_state, group_opt_state)
+  new_ema = ema_update(group_ema, new_params, ema_decay)
+  return (new_params, new_opt_state, new_ema), {**aux, 'grad_norm': grad_norm, 'finite': finite}
+
+
+def scheduled_update(update, trains, group_state):
+  """``update(group_state)`` where ``trains``, else ``group_state`` untouched (``lax.cond``): its
+  metrics then read 0, ``finite`` True, and ``updated`` says which branch ran."""
+  def keep(group_state):
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                         jax.eval_shape(update, group_state)[1])
+    return group_state, {**zeros, 'finite': jnp.array(True)}
+
+  trains = jnp.asarray(trains)
+  group_state, metrics = jax.lax.cond(trains, update, keep, group_state)
+  return group_state, {**metrics, 'updated': trains.astype(jnp.float32)}
+
+
+def make_train_step(objective, optimizer, ema_decay: float, skip_nonfinite: bool):
+  """``train_step(state, teacher_params, batch, rng) -> (state, metrics)``.
+
+  First ``objective.set_frozen`` sets the frozen entries for this step. Then for each group in
+  ``objective.groups`` (in order, each seeing the groups updated before it):
+  :func:`update_group`. A non-finite loss or gradient is reported in
+  ``metrics['<group>/finite']``; with ``skip_nonfinite`` the update of that group is dropped
+  instead of applied.
+
+  A rule that overrides ``objective.trains(group, step)`` (``has_update_schedule``) has each
+  group's update under :func:`scheduled_update`: where it is False the group's loss is not
+  computed and its params, optimizer state and EMA stay exactly as they were. Other rules' step
+  has no conditional.
+  """
+  def train_step(state, teacher_params, batch, rng):
+    step = state['step']
+    rng = jax.random.fold_in(rng, step)
+    params = objective.set_frozen(dict(state['params']), state['ema'], step)
+    opt_state, ema = dict(state['opt_state']), dict(state['ema'])
+    out = {}
+    for i, group in enumerate(objective.groups):
+      update = functools.partial(update_group, objective, optimizer, ema_decay, skip_nonfinite,
+                                 group, params, state['ema'], teacher_params, batch,
+                                 jax.random.fold_in(rng, i), step)
+      group_state = (params[group], opt_state[group], ema[group])
+      if objective.has_update_schedule:
+        group_state, metrics = scheduled_update(update, objective.trains(group, step),
+                                                group_state)
+      else:
+        group_state, metrics = update(group_state)
+      params = {**params, group: group_state[0]}
+      opt_state[group], ema[group] = group_state[1:]
+      out.update({f'{group}/{k}': v for k, v in metrics.items()})
+    return {'step': step + 1, 'params': params, 'ema': ema, 'opt_state': opt_state}, out
+  return train_step
+
+
+def check_finite(step: int, step_metrics: dict, groups) -> None:
+  """Raise :class:`NonFiniteLossError` naming the groups whose loss or gradient was not finite."""
+  bad = [g for g in groups if not bool(step_metrics[f'{g}/finite'])]
+  if bad:
+    raise NonFiniteLossError(
+        f'non-finite loss or gradient at step {step} in network group(s) {", ".join(bad)}; '
+        f'lower optim.lr, enable optim.grad_clip, or set --config.train.skip_nonfinite=True. '
+        f'Checkpoints saved before this step are intact.')

@@ -1,0 +1,155 @@
+"""The generic step's contract (fastgen/step.py) on a fake three-group objective with scalar params.
+
+The numbers are chosen so that every update is exact in float32 (SGD with momentum 0.5 and
+step 0.5, EMA decay 0.75), so the checks are equalities, not tolerances.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fastgen import step as step_lib
+from fastgen.objectives import base
+
+DECAY = 0.75
+OPTIMIZER = optax.chain(optax.trace(decay=0.5), optax.scale(-0.5))  # momentum SGD, exact here
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreeGroups(base.Objective):
+  """Group g's loss is 0.5 (g - target_g)^2 with a target made of the other entries, so the
+  gradient is g - target_g; its metrics record what it saw. set_frozen writes the step into the
+  frozen entry 'clock'; 'constant' (2, the loss's factor constant / 2) is one nothing touches."""
+  groups = ('a', 'b', 'c')
+  network_group = 'c'
+
+  def init(self, rng, batch, teacher_params):
+    del rng, batch, teacher_params
+    return {'a': jnp.float32(1.0), 'b': jnp.float32(3.0), 'c': jnp.float32(-1.0),
+            'clock': jnp.float32(-1.0), 'constant': jnp.float32(2.0)}
+
+  def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
+    del teacher_params, batch, step
+    target = {'a': params['b'], 'b': params['a'], 'c': params['a'] + params['b']}[group]
+    loss = 0.5 * (params[group] - target) ** 2 * (0.5 * params['constant'])  # factor 1
+    return loss, {'loss': loss, 'seen_a': params['a'], 'seen_b': params['b'],
+                  'seen_clock': params['clock'], 'seen_ema_a': ema_params['a'],
+                  'rng': jax.random.key_data(rng)}
+
+  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    del teacher_params, rng, labels, num_steps
+    return jnp.broadcast_to(params['c'], shape)
+
+  def set_frozen(self, params, ema_params, step):
+    del ema_params
+    return {**params, 'clock': step.astype(jnp.float32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class EveryOtherC(ThreeGroups):
+  """Group 'c' trains at even steps only."""
+
+  def trains(self, group, step):
+    return (group != 'c') | (step % 2 == 0)
+
+
+def _state(objective):
+  return step_lib.init_state(objective, OPTIMIZER, jax.random.key(0), {}, None)
+
+
+@functools.cache  # one compilation per (objective, skip_nonfinite) for the whole file
+def _step(objective, skip_nonfinite=False):
+  return jax.jit(step_lib.make_train_step(objective, OPTIMIZER, DECAY, skip_nonfinite))
+
+
+def _same(a, b):
+  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  return all(np.array_equal(x, y, equal_nan=True) for x, y in pairs)
+
+
+def test_groups_update_in_order_each_seeing_the_ones_before():
+  state, metrics = _step(ThreeGroups())(_state(ThreeGroups()), None, {}, jax.random.key(1))
+  # a: gradient 1 - 3 = -2 -> a = 1 + 0.5 * 2 = 2, seeing the old b.
+  assert (float(metrics['a/seen_a']), float(metrics['a/seen_b'])) == (1.0, 3.0)
+  # b sees the new a: gradient 3 - 2 = 1 -> b = 2.5.
+  assert (float(metrics['b/seen_a']), float(metrics['b/seen_b'])) == (2.0, 3.0)
+  # c sees both new: gradient -1 - 4.5 = -5.5 -> c = 1.75.
+  assert (float(metrics['c/seen_a']), float(metrics['c/seen_b'])) == (2.0, 2.5)
+  assert {g: float(state['params'][g]) for g in 'abc'} == {'a': 2.0, 'b': 2.5, 'c': 1.75}
+  # every loss sees the EMA as it was at the start of the step
+  assert float(metrics['c/seen_ema_a']) == 1.0
+  assert {k: float(metrics[f'{k}/grad_norm']) for k in 'abc'} == {'a': 2.0, 'b': 1.0, 'c': 5.5}
+  assert int(state['step']) == 1
+
+
+def test_ema_is_exactly_e_plus_one_minus_decay_times_p_minus_e():
+  objective = ThreeGroups()
+  state = _state(objective)
+  train_step = _step(objective)
+  for _ in range(3):
+    new, _ = train_step(state, None, {}, jax.random.key(1))
+    for g in objective.groups:
+      e, p = np.float32(state['ema'][g]), np.float32(new['params'][g])
+      assert np.float32(new['ema'][g]) == e + np.float32(1 - DECAY) * (p - e), g
+    state = new
+
+
+def test_frozen_entries_are_untouched_and_set_frozen_runs_first():
+  objective = ThreeGroups()
+  state = _state(objective)
+  assert set(state['ema']) == set(state['opt_state']) == set('abc')  # frozen: no EMA, optimizer
+  train_step = _step(objective)
+  for step in range(3):
+    state, metrics = train_step(state, None, {}, jax.random.key(1))
+    assert all(float(metrics[f'{g}/seen_clock']) == step for g in 'abc')  # before any group
+    assert float(state['params']['clock']) == step
+    assert float(state['params']['constant']) == 2.0
+
+
+def test_each_group_gets_its_own_key_folded_with_step_and_group_index():
+  objective = ThreeGroups()
+  rng = jax.random.key(1)
+  state, _ = _step(objective)(_state(objective), None, {}, rng)
+  _, metrics = _step(objective)(state, None, {}, rng)
+  for i, g in enumerate(objective.groups):
+    expected = jax.random.fold_in(jax.random.fold_in(rng, 1), i)
+    np.testing.assert_array_equal(metrics[f'{g}/rng'], jax.random.key_data(expected))
+
+
+def test_update_schedule_skips_a_group_exactly_and_only_when_overridden():
+  assert not ThreeGroups.has_update_schedule and EveryOtherC.has_update_schedule
+  plain = jax.make_jaxpr(step_lib.make_train_step(ThreeGroups(), OPTIMIZER, DECAY, False))(
+      _state(ThreeGroups()), None, {}, jax.random.key(1))
+  assert 'cond' not in str(plain)  # rules without a schedule: no conditional in the step
+
+  objective = EveryOtherC()
+  state = _state(objective)
+  train_step = _step(objective)
+  for step in range(4):
+    new, metrics = train_step(state, None, {}, jax.random.key(1))
+    kept = {part: _same(state[part]['c'], new[part]['c']) for part in ('params', 'opt_state',
+                                                                        'ema')}
+    assert kept == dict.fromkeys(kept, step % 2 == 1), (step, kept)
+    assert float(metrics['c/updated']) == (step % 2 == 0) and float(metrics['a/updated']) == 1
+    if step % 2:
+      assert float(metrics['c/loss']) == 0 and bool(metrics['c/finite'])
+    assert not _same(state['params']['a'], new['params']['a'])
+    state = new
+
+
+def test_a_non_finite_update_is_reported_and_with_skip_nonfinite_dropped():
+  objective = ThreeGroups()
+  state = _state(objective)
+  state['params'] = {**state['params'], 'constant': jnp.float32(np.nan)}
+  new, metrics = _step(objective)(state, None, {}, jax.random.key(1))
+  assert not any(bool(metrics[f'{g}/finite']) for g in 'abc')
+  assert not np.isfinite(float(new['params']['a']))
+  new, metrics = _step(objective, skip_nonfinite=True)(state, None, {}, jax.random.key(1))
+  assert not any(bool(metrics[f'{g}/finite']) for g in 'abc')
+  assert _same(new['params'], {**state['params'], 'clock': jnp.float32(0.0)})
+  assert _same(new['opt_state'], state['opt_state'])
+  assert _same(new['ema'], state['ema'])  # EMA toward unchanged params equal to it: unchanged
