@@ -57,7 +57,8 @@ def sample_lognormal_sigma(rng, shape, p_mean=-1.2, p_std=1.2):
 
 
 def karras_sigma(u, sigma_min=0.002, sigma_max=80.0, rho=7.0):
-  """EDM Eq. 5 read continuously: sigma(u) = (s_min^(1/rho) + u (s_max^(1/rho) - s_min^(1/rho)))^rho,
+  """EDM Eq. 5 read continuously:
+  sigma(u) = (s_min^(1/rho) + u (s_max^(1/rho) - s_min^(1/rho)))^rho,
   so u = 0 is sigma_min and u = 1 is sigma_max; Eq. 5's i-th of N points is u = 1 - i / (N - 1)."""
   lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
   return (lo + u * (hi - lo)) ** rho

@@ -105,7 +105,8 @@ def squared_distance(a, b):
 def pseudo_huber(a, b, c):
   """Per-example pseudo-Huber distance sqrt(||a - b||^2 + c^2) - c (Charbonnier et al. 1997;
   Song & Dhariwal 2023, §3.3; Lee et al. 2024, §4.2): ~ ||a - b||^2 / (2c) near 0, ~ ||a - b||
-  far from it. Each rule chooses c (:func:`distance`, :func:`fastgen.objectives.reflow.distance`)."""
+  far from it. Each rule chooses c: :func:`distance` here, reflow's
+  :func:`fastgen.objectives.reflow.distance`."""
   return jnp.sqrt(squared_distance(a, b) + c**2) - c
 
 

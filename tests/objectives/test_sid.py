@@ -150,7 +150,8 @@ def _distill_and_compare(tmp_path, *overrides, num=20_000):
   config = sid_gmm2d.get_config()
   experiment = train.Experiment(config)
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
-  mean, cov = exact_metrics.mixture_moments(*exact_metrics.mixture_from_teacher(teacher_params))
+  mean, cov = exact_metrics.mixture_moments(
+      *exact_metrics.mixture_from_teacher(teacher_params))
   exact = np.asarray(teacher.sample(teacher_params, jax.random.key(5), num))
   heun = np.asarray(samplers.sample(teacher, teacher_params, jax.random.key(3), (num, 2),
                                     method='heun', num_steps=18))
