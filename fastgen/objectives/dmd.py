@@ -141,10 +141,7 @@ class DMD:
       raise ValueError(f'objective.sigma_init={self.sigma_init}: the regression pairs start their '
                        f'teacher ODE at sigma_max = {COUPLING_SIGMA_MAX} (fastgen.couplings), so '
                        f'the generator must take its noise there too')
-    if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
-      raise ValueError('the GAN term needs both objective.gan_generator_weight and '
-                       'objective.gan_discriminator_weight > 0 (or both 0), got '
-                       f'{self.gan_generator_weight} and {self.gan_discriminator_weight}')
+    fake_score.check_adversarial_weights(self.gan_generator_weight, self.gan_discriminator_weight)
     if self.divergence not in DIVERGENCES:
       raise ValueError(f'unknown objective.divergence {self.divergence!r}; known: '
                        f'{", ".join(DIVERGENCES)}')
@@ -158,9 +155,6 @@ class DMD:
   def adversarial(self) -> bool:
     return self.gan_generator_weight > 0
 
-  def _labels(self, rng, batch_size):
-    return denoiser_lib.uniform_labels(rng, batch_size, self.denoiser.num_classes)
-
   def student_sigmas(self, num_steps: int):
     """sigma_0 = sigma_init > ... > sigma_{k-1}: the first k points of a (k + 1)-point Karras
     grid (EDM Eq. 5) from sigma_init to sigma_min."""
@@ -169,7 +163,7 @@ class DMD:
   def init(self, rng, batch, teacher_params):
     key_g, key_f, key_label, key_head = jax.random.split(rng, 4)
     x = batch['x']
-    labels = self._labels(key_label, x.shape[0])
+    labels = denoiser_lib.uniform_labels(key_label, x.shape[0], self.denoiser.num_classes)
     generator, fake_score_params = fake_score.init_generator_and_fake_score(
         self.denoiser, key_g, key_f, x, labels, teacher_params, self.init_from_teacher)
     fake = {'denoiser': fake_score_params}
@@ -213,7 +207,7 @@ class DMD:
     del ema_params, step
     key_label, key_gen, key_loss = jax.random.split(rng, 3)
     shape = batch['x'].shape
-    labels = self._labels(key_label, shape[0])
+    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     x_g = self._generator_samples(params['generator'], key_gen, shape, labels)
     fake = params['fake_score']
     real_labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])

@@ -26,6 +26,15 @@ from fastgen import diffusion
 from fastgen.objectives import consistency, edm
 
 
+def check_adversarial_weights(generator_weight, discriminator_weight):
+  """The adversarial term (SiDA, DMD2) needs both objective.gan_generator_weight and
+  objective.gan_discriminator_weight > 0, or both 0 (no discriminator)."""
+  if (generator_weight > 0) != (discriminator_weight > 0):
+    raise ValueError('the adversarial term (SiDA, DMD2) needs both objective.gan_generator_weight '
+                     'and objective.gan_discriminator_weight > 0 (or both 0), got '
+                     f'{generator_weight} and {discriminator_weight}')
+
+
 def check_grid_fractions(u_min, u_max):
   """The generator loss's noise levels u ~ U[u_min, u_max] on the continuous Karras grid
   (:func:`fastgen.diffusion.sample_karras_sigma`) need 0 <= u_min < u_max <= 1."""

@@ -106,24 +106,18 @@ class SiD:
   groups = ('fake_score', 'generator')
 
   def __post_init__(self):
-    if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
-      raise ValueError('SiDA needs both objective.gan_generator_weight and '
-                       'objective.gan_discriminator_weight > 0 (or both 0 for plain SiD), got '
-                       f'{self.gan_generator_weight} and {self.gan_discriminator_weight}')
+    fake_score.check_adversarial_weights(self.gan_generator_weight, self.gan_discriminator_weight)
     fake_score.check_grid_fractions(self.u_min, self.u_max)
 
   @property
   def adversarial(self) -> bool:
     return self.gan_generator_weight > 0
 
-  def _labels(self, rng, batch_size):
-    return denoiser_lib.uniform_labels(rng, batch_size, self.denoiser.num_classes)
-
   def init(self, rng, batch, teacher_params):
     key_g, key_f, key_label = jax.random.split(rng, 3)
+    labels = denoiser_lib.uniform_labels(key_label, batch['x'].shape[0], self.denoiser.num_classes)
     generator, fake_score_params = fake_score.init_generator_and_fake_score(
-        self.denoiser, key_g, key_f, batch['x'], self._labels(key_label, batch['x'].shape[0]),
-        teacher_params, self.init_from_teacher)
+        self.denoiser, key_g, key_f, batch['x'], labels, teacher_params, self.init_from_teacher)
     return {'generator': generator, 'fake_score': fake_score_params}
 
   def generate(self, generator_params, z, labels, *, train=False, rng=None):
@@ -135,7 +129,7 @@ class SiD:
     del ema_params, step
     key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
-    labels = self._labels(key_label, shape[0])
+    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     x_g = self.generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
                         rng=key_gen)
     if group == 'fake_score':
