@@ -27,6 +27,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from fastgen import diffusion, samplers, sharding
+from fastgen import denoiser as denoiser_lib
 
 ODE_METHODS = ('heun', 'euler', 'flow_euler')
 META_FILE = 'meta.json'
@@ -49,7 +50,7 @@ def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
   """
   if method not in ODE_METHODS:
     raise ValueError(f'unknown coupling ODE method {method!r}; known: {", ".join(ODE_METHODS)}')
-  labels = labels if getattr(teacher, 'num_classes', 0) else None
+  labels = denoiser_lib.conditioning_labels(teacher, labels)
   if method == 'flow_euler':
     velocity_fn = lambda x_t, t: teacher.velocity(teacher_params, x_t, t, labels)
     return samplers.flow_euler_sampler(velocity_fn, FLOW_T_MAX * noise,

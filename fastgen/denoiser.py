@@ -107,6 +107,17 @@ class Denoiser(Network):
     return velocity_from_denoiser(self, params, x_t, t, labels)
 
 
+def conditioning_labels(model: Any, labels):
+  """The labels ``model`` is conditioned on: ``labels`` for a class-conditional model
+  (``model.num_classes > 0``), None for an unconditional one (or a model without classes)."""
+  return labels if getattr(model, 'num_classes', 0) else None
+
+
+def uniform_labels(rng, batch_size: int, num_classes: int):
+  """Class labels drawn uniformly from {0, ..., num_classes - 1}, or None when num_classes = 0."""
+  return jax.random.randint(rng, (batch_size,), 0, num_classes) if num_classes else None
+
+
 def velocity_from_denoiser(denoiser: Any, params, x_t, t, labels=None) -> jax.Array:
   """v(x_t, t) of any denoiser: x0 = D(x_t / (1 - t), t / (1 - t)), v = (x_t - x0) / t. Needs t < 1."""
   x0 = denoiser(params, diffusion.flow_to_edm(x_t, t), diffusion.flow_t_to_sigma(t), labels)

@@ -56,8 +56,24 @@ def sample_lognormal_sigma(rng, shape, p_mean=-1.2, p_std=1.2):
   return jnp.exp(p_mean + p_std * jax.random.normal(rng, shape))
 
 
+def karras_sigma(u, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+  """EDM Eq. 5 read continuously:
+  sigma(u) = (s_min^(1/rho) + u (s_max^(1/rho) - s_min^(1/rho)))^rho,
+  so u = 0 is sigma_min and u = 1 is sigma_max; Eq. 5's i-th of N points is u = 1 - i / (N - 1)."""
+  lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+  return (lo + u * (hi - lo)) ** rho
+
+
+def sample_karras_sigma(rng, shape, u_min, u_max, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+  """sigma = :func:`karras_sigma` (u) for u ~ U[u_min, u_max]: DMD's t ~ U[0.02 T, 0.98 T] and
+  SiD's t ~ U[0, tmax / 1000] (official codes) on EDM's grid read continuously."""
+  return karras_sigma(jax.random.uniform(rng, shape, minval=u_min, maxval=u_max), sigma_min,
+                      sigma_max, rho)
+
+
 def karras_sigmas(num_steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
-  """EDM Eq. 5: sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho.
+  """EDM Eq. 5: sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho, the
+  :func:`karras_sigma` of u = 1 - i / (N - 1), for i = 0 .. N - 1 with N = ``num_steps``.
 
   Returns ``num_steps + 1`` decreasing values; the last is 0 (the final step lands on data).
   """
@@ -65,11 +81,8 @@ def karras_sigmas(num_steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     raise ValueError(f'num_steps must be >= 1, got {num_steps}')
   if num_steps == 1:
     return jnp.array([sigma_max, 0.0])
-  i = jnp.arange(num_steps)
-  inv_rho = 1.0 / rho
-  sigmas = (sigma_max**inv_rho + i / (num_steps - 1) *
-            (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho
-  return jnp.append(sigmas, 0.0)
+  u = 1.0 - jnp.arange(num_steps) / (num_steps - 1)
+  return jnp.append(karras_sigma(u, sigma_min, sigma_max, rho), 0.0)
 
 
 def expand_like(v, x):
@@ -81,26 +94,6 @@ def expand_like(v, x):
 
 
 # ---------------------------------------------------------------- variance preserving (DDPM/VP)
-
-
-def vp_alpha_bar_to_sigma(alpha_bar):
-  """VP marginal z = sqrt(ab) x0 + sqrt(1 - ab) eps  <=>  x = z / sqrt(ab), sigma^2 = (1 - ab)/ab."""
-  return jnp.sqrt((1.0 - alpha_bar) / alpha_bar)
-
-
-def sigma_to_vp_alpha_bar(sigma):
-  """Inverse of :func:`vp_alpha_bar_to_sigma`: alpha_bar = 1 / (1 + sigma^2)."""
-  return 1.0 / (1.0 + sigma**2)
-
-
-def vp_to_edm(z, alpha_bar):
-  """Map a VP sample z_t to EDM space: x = z / sqrt(alpha_bar) (EDM Eq. 4 with s = sqrt(ab))."""
-  return z / jnp.sqrt(expand_like(alpha_bar, z))
-
-
-def edm_to_vp(x, sigma):
-  """Map an EDM sample to VP space: z = x / sqrt(1 + sigma^2)."""
-  return x * jax.lax.rsqrt(1.0 + expand_like(sigma, x) ** 2)
 
 
 def vp_sigma(t, beta_min=0.1, beta_d=19.9):
@@ -125,6 +118,35 @@ def flow_t_to_sigma(t):
 def sigma_to_flow_t(sigma):
   """Inverse of :func:`flow_t_to_sigma`: t = sigma / (1 + sigma)."""
   return sigma / (1.0 + sigma)
+
+
+FLOW_TIME_DISTRIBUTIONS = ('uniform', 'logit_normal', 'u_shaped')
+
+
+def sample_flow_time(rng, shape, distribution: str, t_min: float, t_max: float,
+                     u_shape_a: float = 4.0):
+  """Training times t = t_min + (t_max - t_min) s of rectified flow / flow matching, with s from
+  'uniform' U[0, 1); 'logit_normal' sigmoid(N(0, 1)) (Esser et al. 2024, Eq. 19); or 'u_shaped'
+  p(s) ∝ exp(a s) + exp(a (1 - s)) (Lee et al. 2024, §4.1): s = log(1 + u (e^a - 1)) / a, the
+  inverse CDF of p ∝ e^(a s), reflected to 1 - s with probability 1/2."""
+  key, key_flip = jax.random.split(rng)
+  if distribution == 'uniform':
+    s = jax.random.uniform(key, shape)
+  elif distribution == 'logit_normal':
+    s = jax.nn.sigmoid(jax.random.normal(key, shape))
+  elif distribution == 'u_shaped':
+    s = jnp.log1p(jax.random.uniform(key, shape) * jnp.expm1(u_shape_a)) / u_shape_a
+    s = jnp.where(jax.random.bernoulli(key_flip, 0.5, shape), s, 1.0 - s)
+  else:
+    raise ValueError(f'unknown objective.time_distribution {distribution!r}; known: '
+                     f'{", ".join(FLOW_TIME_DISTRIBUTIONS)}')
+  return t_min + (t_max - t_min) * s
+
+
+def flow_interpolate(x0, noise, t):
+  """Liu et al. 2022, Eq. 1 in fastgen's convention: x_t = (1 - t) x0 + t z (t = 1 is noise)."""
+  t = expand_like(t, x0)
+  return (1.0 - t) * x0 + t * noise
 
 
 def flow_to_edm(x_t, t):

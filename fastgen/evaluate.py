@@ -20,6 +20,7 @@ import numpy as np
 
 from fastgen import samplers
 from fastgen.data import toy2d
+from fastgen import denoiser as denoiser_lib
 from fastgen.evaluation import evaluator as evaluator_lib
 from fastgen.evaluation import exact, straightness
 from fastgen.objectives import reflow
@@ -55,11 +56,10 @@ class RunEvaluator:
     teacher = experiment.teacher
     self._teacher_sample = None
     if teacher is not None and self.config.teacher_steps > 0:
-      conditional = bool(getattr(teacher, 'num_classes', 0))
       self._teacher_sample = jax.jit(
           lambda params, rng, labels, shape: samplers.sample(
               teacher, params, rng, shape, method='heun', num_steps=self.config.teacher_steps,
-              labels=labels if conditional else None),
+              labels=denoiser_lib.conditioning_labels(teacher, labels)),
           static_argnames='shape')
 
     self._straightness = None
@@ -81,7 +81,7 @@ class RunEvaluator:
         experiment.objective.velocity, params, noise, labels))}
     teacher = experiment.teacher
     if teacher is not None and self._straightness_teacher is None:
-      teacher_labels = labels if getattr(teacher, 'num_classes', 0) else None
+      teacher_labels = denoiser_lib.conditioning_labels(teacher, labels)
       self._straightness_teacher = float(self._straightness(
           teacher.velocity, experiment.teacher_params, noise, teacher_labels))
     if self._straightness_teacher is not None:

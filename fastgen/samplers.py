@@ -73,9 +73,28 @@ def flow_euler_sampler(velocity_fn, noise, ts):
   return x
 
 
-def heun_nfe(num_steps: int) -> int:
-  """Network evaluations of :func:`heun_sampler` on a Karras grid with ``num_steps`` intervals."""
-  return 2 * num_steps - 1
+def multistep_sigmas(num_steps: int, sigma_min, sigma_start, rho):
+  """sigma_0 = sigma_start > ... > sigma_{k-1}: the first k = ``num_steps`` points of the
+  (k + 1)-point Karras grid (EDM Eq. 5) from sigma_start to sigma_min, sigma_0 exactly
+  sigma_start."""
+  sigmas = diffusion.karras_sigmas(num_steps + 1, sigma_min, sigma_start, rho)[:num_steps]
+  return sigmas.at[0].set(sigma_start)
+
+
+def multistep_sample(one_step_fn, rng, shape, sigmas, sigma_out=0.0):
+  """Multistep consistency sampling (Song et al. 2023, Algorithm 1) with any map to data
+  ``one_step_fn(x, sigma) -> x0_hat`` (a consistency function, a one-step generator):
+
+    x = f(sigma_0 z_0, sigma_0),   x = f(x + sqrt(sigma_i^2 - sigma_out^2) z_i, sigma_i),
+
+  for i = 1 .. len(sigmas) - 1, z_i ~ N(0, I); sigma_out is the noise level f's outputs carry
+  (Algorithm 1's epsilon = sigma_min for a consistency function, 0 for a denoiser)."""
+  keys = jax.random.split(rng, len(sigmas))
+  x = one_step_fn(sigmas[0] * jax.random.normal(keys[0], shape), sigmas[0])
+  for i in range(1, len(sigmas)):
+    noise = jnp.sqrt(sigmas[i] ** 2 - sigma_out**2) * jax.random.normal(keys[i], shape)
+    x = one_step_fn(x + noise, sigmas[i])
+  return x
 
 
 SAMPLERS = {'euler': euler_sampler, 'heun': heun_sampler}

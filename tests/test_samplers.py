@@ -90,3 +90,23 @@ def test_unknown_sampler_is_named():
   teacher, params, _ = _gaussian()
   with pytest.raises(ValueError, match="unknown sampler 'rk4'.*heun"):
     samplers.sample(teacher, params, jax.random.key(0), (2, 3), method='rk4')
+
+
+def test_multistep_sigmas_start_exactly_at_sigma_start_on_the_karras_grid():
+  sigmas = samplers.multistep_sigmas(4, 0.002, 2.5, 7.0)
+  assert sigmas.shape == (4,) and float(sigmas[0]) == 2.5
+  np.testing.assert_allclose(sigmas[1:], diffusion.karras_sigmas(5, 0.002, 2.5, 7.0)[1:4],
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize('sigma_out', [0.0, 0.3])
+def test_multistep_sample_renoises_to_each_sigma(sigma_out):
+  # With f(x, sigma) = x the walk is sigma_0 z_0 + sum_i sqrt(sigma_i^2 - sigma_out^2) z_i: its
+  # variance tells the noise added at every step (Song et al. 2023, Algorithm 1).
+  sigmas = jnp.array([3.0, 2.0, 1.0, 0.5])
+  calls = []
+  one_step = lambda x, sigma: calls.append(float(sigma)) or x
+  x = samplers.multistep_sample(one_step, jax.random.key(0), (200_000,), sigmas, sigma_out)
+  assert calls == [3.0, 2.0, 1.0, 0.5]
+  expected = 9.0 + sum(s**2 - sigma_out**2 for s in (2.0, 1.0, 0.5))
+  np.testing.assert_allclose(np.var(np.asarray(x)), expected, rtol=0.01)

@@ -87,17 +87,11 @@ class DhariwalUNet(nn.Module):
         skips.append(x)
     self.sow('intermediates', 'features', x)  # the bottleneck, for discriminators on this network
 
-    for level, mult in reversed(list(enumerate(self.channel_mult))):
-      res = self.img_resolution >> level
-      if level == len(self.channel_mult) - 1:
-        x = block(x.shape[-1], f'dec_{res}x{res}_in0', attention=True)(x, emb, train)
-        x = block(x.shape[-1], f'dec_{res}x{res}_in1')(x, emb, train)
-      else:
-        x = block(x.shape[-1], f'dec_{res}x{res}_up', up=True)(x, emb, train)
-      for idx in range(self.num_blocks + 1):
-        x = jnp.concatenate([x, skips.pop()], axis=-1)
-        x = block(self.model_channels * mult, f'dec_{res}x{res}_block{idx}',
-                  attention=res in self.attn_resolutions)(x, emb, train)
+    # Decoder: attention in every block of a level at ``attn_resolutions``.
+    x = unet.decoder(block, x, skips, emb, train, img_resolution=self.img_resolution,
+                     model_channels=self.model_channels, channel_mult=self.channel_mult,
+                     num_blocks=self.num_blocks,
+                     attention=lambda res, idx: res in self.attn_resolutions)
     x = nn.silu(unet.group_norm(x.shape[-1], self.dtype, 'out_norm', NORM_EPS)(x))
     x = unet.conv(self.out_channels or self.in_channels, 3, self.dtype, 'out_conv', INIT_ZERO)(x)
     return x.astype(jnp.float32)

@@ -39,8 +39,8 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
 def load_weights(path: str) -> dict[str, np.ndarray]:
   """The LPIPS-VGG weights of ``path`` (see the module docstring), checked against VGG-16."""
   if not path:
-    raise ValueError('the LPIPS premetric needs objective.lpips_weights=<.npz of VGG-16 and LPIPS '
-                     'weights> (fastgen downloads nothing); or use premetric "pseudo_huber"')
+    raise ValueError('the LPIPS metric needs objective.lpips_weights=<.npz of VGG-16 and LPIPS '
+                     'weights> (fastgen downloads nothing); or use metric "pseudo_huber"')
   with np.load(path) as f:
     weights = {k: np.asarray(f[k], np.float32) for k in f.files}
   for name, shape in expected_shapes().items():

@@ -171,6 +171,27 @@ class UNetBlock(nn.Module):
     return x
 
 
+def decoder(block, x, skips, emb, train, *, img_resolution, model_channels, channel_mult,
+            num_blocks, attention):
+  """The decoder of EDM's ``SongUNet`` and ``DhariwalUNet``, called inside a network's compact
+  ``__call__`` with its ``block(out_channels, name, attention=False, **kw)`` factory. Per level,
+  coarsest first: two blocks (``in0`` with attention, ``in1``) or an up-sampling block, then
+  ``num_blocks + 1`` blocks each fed [x, skip] (skips popped from the encoder's list), where
+  block ``idx`` at resolution ``res`` attends if ``attention(res, idx)``."""
+  for level, mult in reversed(list(enumerate(channel_mult))):
+    res = img_resolution >> level
+    if level == len(channel_mult) - 1:
+      x = block(x.shape[-1], f'dec_{res}x{res}_in0', attention=True)(x, emb, train)
+      x = block(x.shape[-1], f'dec_{res}x{res}_in1')(x, emb, train)
+    else:
+      x = block(x.shape[-1], f'dec_{res}x{res}_up', up=True)(x, emb, train)
+    for idx in range(num_blocks + 1):
+      x = jnp.concatenate([x, skips.pop()], axis=-1)
+      x = block(model_channels * mult, f'dec_{res}x{res}_block{idx}',
+                attention=attention(res, idx))(x, emb, train)
+  return x
+
+
 class FourierEmbedding(nn.Module):
   """NCSN++ noise embedding [cos(2 pi f_i x), sin(2 pi f_i x)] with fixed random f_i ~ N(0, 16^2)
   (EDM ``FourierEmbedding``; Tancik et al. 2020). The frequencies are a parameter that receives
@@ -276,18 +297,11 @@ class SongUNet(nn.Module):
         skips.append(x)
     self.sow('intermediates', 'features', x)  # the bottleneck, for discriminators on this network
 
-    # Decoder.
-    for level, mult in reversed(list(enumerate(self.channel_mult))):
-      res = self.img_resolution >> level
-      if level == len(self.channel_mult) - 1:
-        x = block(x.shape[-1], f'dec_{res}x{res}_in0', attention=True)(x, emb, train)
-        x = block(x.shape[-1], f'dec_{res}x{res}_in1')(x, emb, train)
-      else:
-        x = block(x.shape[-1], f'dec_{res}x{res}_up', up=True)(x, emb, train)
-      for idx in range(self.num_blocks + 1):
-        x = jnp.concatenate([x, skips.pop()], axis=-1)
-        x = block(self.model_channels * mult, f'dec_{res}x{res}_block{idx}',
-                  attention=idx == self.num_blocks and res in self.attn_resolutions)(x, emb, train)
+    # Decoder: attention in the last block of a level at ``attn_resolutions``.
+    x = decoder(block, x, skips, emb, train, img_resolution=self.img_resolution,
+                model_channels=self.model_channels, channel_mult=self.channel_mult,
+                num_blocks=self.num_blocks,
+                attention=lambda res, idx: idx == self.num_blocks and res in self.attn_resolutions)
     x = nn.silu(group_norm(x.shape[-1], self.dtype, f'dec_{self.img_resolution}x'
                             f'{self.img_resolution}_aux_norm')(x))
     x = conv(out_channels, 3, self.dtype,

@@ -21,6 +21,22 @@ OBJECTIVES = {
 }
 
 
+# Options renamed so that one idea has one name across rules: old key -> (new key, conversion).
+RENAMED_OPTIONS = {
+    'sigma_gen': ('sigma_init', ''),  # DMD: the generator's input noise level, as SiD's
+    'tmax': ('u_max', 'use objective.u_max = tmax / 1000'),  # SiD: u ~ U[u_min, u_max], as DMD
+    'premetric': ('metric', ''),  # reflow, InstaFlow, SlimFlow: as CD and CT
+}
+
+
+def check_renamed_options(options):
+  """Refuse an option that was renamed, with a message naming its new name."""
+  for old in sorted(set(options) & set(RENAMED_OPTIONS)):
+    new, conversion = RENAMED_OPTIONS[old]
+    raise ValueError(f'objective.{old} was renamed to objective.{new}' +
+                     (f': {conversion}' if conversion else ''))
+
+
 def objective_class(name: str) -> type[base.Objective]:
   """``OBJECTIVES[name]``, or an error listing the known names."""
   if name not in OBJECTIVES:
@@ -45,6 +61,7 @@ def make_objective(config, teacher=None) -> base.Objective:
   fields = {f.name for f in dataclasses.fields(cls)}
   kwargs = {k: tuple(v) if isinstance(v, list) else v
             for k, v in config.objective.items() if k != 'name'}
+  check_renamed_options(kwargs)
   unknown = sorted(set(kwargs) - fields)
   if unknown:
     raise ValueError(f'objective {name!r} has no option(s) {", ".join(unknown)}; '

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser, Network
 from fastgen.objectives import base
 
@@ -87,14 +88,26 @@ def init_student(init_fn, rng, x, labels, teacher_params, init_from_teacher: boo
   return jax.tree.map(jnp.copy, teacher_params)
 
 
+def squared_distance(a, b):
+  """Per-example ||a - b||^2 over all but the batch axis."""
+  return jnp.sum((a - b) ** 2, axis=tuple(range(1, a.ndim)))
+
+
+def pseudo_huber(a, b, c):
+  """Per-example pseudo-Huber distance sqrt(||a - b||^2 + c^2) - c (Charbonnier et al. 1997;
+  Song & Dhariwal 2023, §3.3; Lee et al. 2024, §4.2): ~ ||a - b||^2 / (2c) near 0, ~ ||a - b||
+  far from it. Each rule chooses c: :func:`distance` here, reflow's
+  :func:`fastgen.objectives.reflow.distance`."""
+  return jnp.sqrt(squared_distance(a, b) + c**2) - c
+
+
 def distance(a, b, metric: str):
-  """Per-example d(a, b): 'l2' = ||a - b||^2 (Song et al. 2023, §4), 'pseudo_huber' =
-  sqrt(||a - b||^2 + c^2) - c with c = 0.00054 sqrt(dim) (Song & Dhariwal 2023, §3.3)."""
-  squared = jnp.sum((a - b) ** 2, axis=tuple(range(1, a.ndim)))
+  """Per-example d(a, b) of consistency models: 'l2' = ||a - b||^2 (Song et al. 2023, §4),
+  'pseudo_huber' = :func:`pseudo_huber` with iCT's c = 0.00054 sqrt(dim) (Song & Dhariwal 2023,
+  §3.3)."""
   if metric == 'l2':
-    return squared
-  c = 0.00054 * math.sqrt(math.prod(a.shape[1:]))
-  return jnp.sqrt(squared + c**2) - c
+    return squared_distance(a, b)
+  return pseudo_huber(a, b, 0.00054 * math.sqrt(math.prod(a.shape[1:])))
 
 
 def ode_step(denoise_fn, x, sigma, sigma_next, solver: str):
@@ -114,8 +127,7 @@ def karras_points(num_points, max_points: int, sigma_min, sigma_max, rho):
   """Increasing sigma_1 = sigma_min < ... < sigma_N = sigma_max (EDM Eq. 5) for a possibly traced
   ``num_points`` N, padded to the static length ``max_points`` (entries past N are meaningless)."""
   u = jnp.arange(max_points) / jnp.maximum(num_points - 1, 1)
-  lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-  return (lo + u * (hi - lo)) ** rho
+  return diffusion.karras_sigma(u, sigma_min, sigma_max, rho)
 
 
 def cd_loss(online_fn, target_fn, teacher_step, x0, rng, sigmas, metric):
@@ -150,7 +162,7 @@ def lognormal_indices(rng, shape, sigmas, num_points, p_mean, p_std):
 
 
 def ct_loss(consistency_fn, params, x0, labels, rng, num_points, max_points, *, sigma_min,
-            sigma_max, rho, p_mean, p_std):
+            sigma_max, rho, p_mean, p_std, metric):
   """Per-example iCT loss (Song & Dhariwal 2023, §3):
   lambda(sigma_i) d(f_theta(x0 + sigma_{i+1} z, sigma_{i+1}), sg f_theta(x0 + sigma_i z, sigma_i)),
   lambda = 1 / (sigma_{i+1} - sigma_i), i ~ the lognormal discretisation of N(P_mean, P_std^2)."""
@@ -163,20 +175,7 @@ def ct_loss(consistency_fn, params, x0, labels, rng, num_points, max_points, *, 
   online = consistency_fn(params, noisy(sigma_next), sigma_next, labels, train=True,
                           rng=key_dropout)
   target = consistency_fn(params, noisy(sigma), sigma, labels, train=True, rng=key_dropout)
-  return distance(online, jax.lax.stop_gradient(target), 'pseudo_huber') / (sigma_next - sigma)
-
-
-def multistep_sample(consistency_fn, params, rng, labels, shape, num_steps, *, sigma_min,
-                     sigma_max, rho):
-  """Song et al. 2023, Algorithm 1 on tau = the first ``num_steps`` points of the
-  ``num_steps + 1``-point Karras grid from sigma_max to sigma_min."""
-  taus = diffusion.karras_sigmas(num_steps + 1, sigma_min, sigma_max, rho)[:num_steps]
-  keys = jax.random.split(rng, num_steps)
-  x = consistency_fn(params, sigma_max * jax.random.normal(keys[0], shape), sigma_max, labels)
-  for i in range(1, num_steps):
-    noise = jnp.sqrt(taus[i] ** 2 - sigma_min**2) * jax.random.normal(keys[i], shape)
-    x = consistency_fn(params, x + noise, taus[i], labels)
-  return x
+  return distance(online, jax.lax.stop_gradient(target), metric) / (sigma_next - sigma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +185,7 @@ class _Consistency(base.Objective):
   sigma_min: float = 0.002
   sigma_max: float = 80.0
   rho: float = 7.0
+  metric: str = 'l2'          # d: 'l2' or 'pseudo_huber' (METRICS)
   groups = ('student',)
   network_group = 'student'
 
@@ -193,14 +193,22 @@ class _Consistency(base.Objective):
   def student(self) -> ConsistencyFunction:
     return ConsistencyFunction.of(self.denoiser, self.sigma_min)
 
+  def __post_init__(self):
+    if self.metric not in METRICS:
+      raise ValueError(f'unknown objective.metric {self.metric!r}; known: {", ".join(METRICS)}')
+
   def _labels(self, batch):
-    return batch['label'] if self.student.num_classes else None
+    return denoiser_lib.conditioning_labels(self.student, batch['label'])
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    """Song et al. 2023, Algorithm 1 on the first ``num_steps`` points of the
+    ``num_steps + 1``-point Karras grid from sigma_max to sigma_min."""
     del teacher_params
-    return multistep_sample(self.student, params['student'], rng,
-                            labels if self.student.num_classes else None, shape, num_steps,
-                            sigma_min=self.sigma_min, sigma_max=self.sigma_max, rho=self.rho)
+    labels = denoiser_lib.conditioning_labels(self.student, labels)
+    return samplers.multistep_sample(
+        lambda x, sigma: self.student(params['student'], x, sigma, labels), rng, shape,
+        samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho),
+        sigma_out=self.sigma_min)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,14 +218,12 @@ class ConsistencyDistillation(_Consistency):
   num_scales: int = 18        # N, points of the Karras grid
   solver: str = 'heun'
   target_ema: float = 0.0     # mu of Eq. 8; 0: target = stop-gradient(student)
-  metric: str = 'l2'
   init_from_teacher: bool = True
 
   def __post_init__(self):
+    super().__post_init__()
     if self.solver not in SOLVERS:
       raise ValueError(f'unknown objective.solver {self.solver!r}; known: {", ".join(SOLVERS)}')
-    if self.metric not in METRICS:
-      raise ValueError(f'unknown objective.metric {self.metric!r}; known: {", ".join(METRICS)}')
 
   def init(self, rng, batch, teacher_params):
     student = init_student(self.student.init, rng, batch['x'], self._labels(batch),
@@ -239,7 +245,7 @@ class ConsistencyDistillation(_Consistency):
     del group, ema_params, step
     key_loss, key_dropout = jax.random.split(rng)
     labels = self._labels(batch)
-    teacher_labels = batch['label'] if getattr(self.teacher, 'num_classes', 0) else None
+    teacher_labels = denoiser_lib.conditioning_labels(self.teacher, batch['label'])
     target_params = params['target'] if self.target_ema else params['student']
     f = lambda p: lambda x, sigma: self.student(p, x, sigma, labels, train=True, rng=key_dropout)
     teacher_fn = lambda x, sigma: self.teacher(teacher_params, x, sigma, teacher_labels)
@@ -260,6 +266,7 @@ class ConsistencyTraining(_Consistency):
   s1: int = 1280
   p_mean: float = -1.1
   p_std: float = 2.0
+  metric: str = 'pseudo_huber'  # iCT's d (§3.3)
 
   def init(self, rng, batch, teacher_params):
     del teacher_params
@@ -271,6 +278,6 @@ class ConsistencyTraining(_Consistency):
     per_example = ct_loss(self.student, params['student'], batch['x'], self._labels(batch), rng,
                           num_points, self.s1 + 1, sigma_min=self.sigma_min,
                           sigma_max=self.sigma_max, rho=self.rho, p_mean=self.p_mean,
-                          p_std=self.p_std)
+                          p_std=self.p_std, metric=self.metric)
     loss = jnp.mean(per_example)
     return loss, {'loss': loss, 'num_points': num_points.astype(jnp.float32)}

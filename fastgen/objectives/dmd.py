@@ -4,7 +4,7 @@ Distribution Matching Distillation", CVPR 2024, §3 and Algorithm 1) and DMD2 (Y
 official code: github.com/tianweiy/DMD2, ``main/edm/edm_guidance.py``), with f-distill's
 weighting (Xu et al. 2025) as an option.
 
-A generator x_g = G(z) = D_theta(sigma_gen z, sigma_gen) (DMD2: 1 or ``student_steps`` steps).
+A generator x_g = G(z) = D_theta(sigma_init z, sigma_init) (DMD2: 1 or ``student_steps`` steps).
 Groups, in order: ``'fake_score'`` mu_fake, the EDM denoising loss on stop-gradient generator
 samples (:mod:`fastgen.objectives.fake_score`; DMD Eq. 6), plus DMD2's GAN classifier on its
 bottleneck (DMD2 Eq. 5); ``'generator'``, the distribution-matching gradient (DMD Eq. 7-8 with
@@ -33,21 +33,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion
+from fastgen import diffusion, samplers
 from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base, fake_score
 
 
 COUPLING_SIGMA_MAX = 80.0  # where fastgen.couplings starts the teacher ODE (its default)
-
-
-def dmd_sigma(rng, shape, u_min=0.02, u_max=0.98, sigma_min=0.002, sigma_max=80.0, rho=7.0):
-  """DMD's noise levels, t ~ U[u_min T, u_max T] on EDM's grid read continuously:
-  sigma = (s_min^(1/rho) + u (s_max^(1/rho) - s_min^(1/rho)))^rho, u ~ U[u_min, u_max]."""
-  u = jax.random.uniform(rng, shape, minval=u_min, maxval=u_max)
-  lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-  return (lo + u * (hi - lo)) ** rho
 
 
 def distribution_matching_loss(x_g, f_real, f_fake):
@@ -87,7 +79,7 @@ class DMD(base.Objective):
   """DMD / DMD2 generator in ``student_steps`` steps; groups 'fake_score' then 'generator'."""
   denoiser: Denoiser            # architecture of the generator and of the fake score
   teacher: Any                  # mu_real: teacher(teacher_params, x, sigma, labels) -> x0_hat
-  sigma_gen: float = 80.0       # the generator's input noise level (the couplings' sigma_max)
+  sigma_init: float = 80.0      # the generator's input noise level (the couplings' sigma_max)
   student_steps: int = 1
   u_min: float = 0.02           # DMD's t range, as fractions of the grid
   u_max: float = 0.98
@@ -115,14 +107,11 @@ class DMD(base.Objective):
     if self.regression_weight > 0 and self.student_steps > 1:
       raise ValueError('objective.regression_weight > 0 (DMD) trains a one-step generator on '
                        'noise -> teacher-sample pairs: set objective.student_steps=1')
-    if self.regression_weight > 0 and self.sigma_gen != COUPLING_SIGMA_MAX:
-      raise ValueError(f'objective.sigma_gen={self.sigma_gen}: the regression pairs start their '
+    if self.regression_weight > 0 and self.sigma_init != COUPLING_SIGMA_MAX:
+      raise ValueError(f'objective.sigma_init={self.sigma_init}: the regression pairs start their '
                        f'teacher ODE at sigma_max = {COUPLING_SIGMA_MAX} (fastgen.couplings), so '
                        f'the generator must take its noise there too')
-    if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
-      raise ValueError('the GAN term needs both objective.gan_generator_weight and '
-                       'objective.gan_discriminator_weight > 0 (or both 0), got '
-                       f'{self.gan_generator_weight} and {self.gan_discriminator_weight}')
+    fake_score.check_adversarial_weights(self.gan_generator_weight, self.gan_discriminator_weight)
     if self.divergence not in DIVERGENCES:
       raise ValueError(f'unknown objective.divergence {self.divergence!r}; known: '
                        f'{", ".join(DIVERGENCES)}')
@@ -130,27 +119,21 @@ class DMD(base.Objective):
       raise ValueError(f'objective.divergence={self.divergence!r} weights by the density ratio '
                        'the GAN discriminator estimates: set objective.gan_generator_weight and '
                        'gan_discriminator_weight > 0')
-    if not 0.0 <= self.u_min < self.u_max <= 1.0:
-      raise ValueError(f'objective.u_min={self.u_min}, u_max={self.u_max}: need '
-                       '0 <= u_min < u_max <= 1')
+    fake_score.check_grid_fractions(self.u_min, self.u_max)
 
   @property
   def adversarial(self) -> bool:
     return self.gan_generator_weight > 0
 
-  def _labels(self, rng, batch_size):
-    return fake_score.sample_labels(rng, batch_size, self.denoiser.num_classes)
-
   def _student_sigmas(self, num_steps: int):
-    """sigma_0 = sigma_gen > ... > sigma_{k-1}: the first k points of a (k + 1)-point Karras
-    grid (EDM Eq. 5) from sigma_gen to sigma_min."""
-    return diffusion.karras_sigmas(num_steps + 1, self.sigma_min, self.sigma_gen,
-                                   self.rho)[:num_steps]
+    """sigma_0 = sigma_init > ... > sigma_{k-1}: the first k points of a (k + 1)-point Karras
+    grid (EDM Eq. 5) from sigma_init to sigma_min."""
+    return samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho)
 
   def init(self, rng, batch, teacher_params):
     key_g, key_f, key_label, key_head = jax.random.split(rng, 4)
     x = batch['x']
-    labels = self._labels(key_label, x.shape[0])
+    labels = denoiser_lib.uniform_labels(key_label, x.shape[0], self.denoiser.num_classes)
     generator, fake_score_params = fake_score.init_generator_and_fake_score(
         self.denoiser, key_g, key_f, x, labels, teacher_params, self.init_from_teacher)
     fake = {'denoiser': fake_score_params}
@@ -167,13 +150,13 @@ class DMD(base.Objective):
     return jnp.array(True)
 
   def _generate(self, generator_params, x, sigma, labels, *, train=False, rng=None):
-    """x_g = G_theta(x, sigma) = D_theta(x, sigma); one step from noise: x = sigma_gen z."""
+    """x_g = G_theta(x, sigma) = D_theta(x, sigma); one step from noise: x = sigma_init z."""
     return self.denoiser(generator_params, x, sigma, labels, train=train, rng=rng)
 
   def _generator_samples(self, generator_params, rng, shape, labels):
     """Generator samples x_g (differentiable w.r.t. the generator at its last step only).
 
-    One step: G(sigma_gen z). k steps: backward simulation (DMD2 §4.5), the input at each
+    One step: G(sigma_init z). k steps: backward simulation (DMD2 §4.5), the input at each
     example's drawn step i made by the generator itself without gradient."""
     key_z, key_i, key_sim, key_dropout = jax.random.split(rng, 4)
     sigmas = self._student_sigmas(self.student_steps)
@@ -194,10 +177,10 @@ class DMD(base.Objective):
     del ema_params, step
     key_label, key_gen, key_loss = jax.random.split(rng, 3)
     shape = batch['x'].shape
-    labels = self._labels(key_label, shape[0])
+    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     x_g = self._generator_samples(params['generator'], key_gen, shape, labels)
     fake = params['fake_score']
-    real_labels = batch['label'] if self.denoiser.num_classes else None
+    real_labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
     if group == 'fake_score':
       denoising, discriminator, _ = fake_score.fake_score_losses(
           self.denoiser, fake['denoiser'], x_g, labels, key_loss, p_mean=self.p_mean,
@@ -211,10 +194,10 @@ class DMD(base.Objective):
       return loss, {'loss': loss, **metrics}
 
     key_sigma, key_eps, key_reg = jax.random.split(key_loss, 3)
-    sigma = dmd_sigma(key_sigma, shape[:1], self.u_min, self.u_max, self.sigma_min,
-                      self.sigma_max, self.rho)
+    sigma = diffusion.sample_karras_sigma(key_sigma, shape[:1], self.u_min, self.u_max,
+                                          self.sigma_min, self.sigma_max, self.rho)
     x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
-    teacher_labels = labels if getattr(self.teacher, 'num_classes', 0) else None
+    teacher_labels = denoiser_lib.conditioning_labels(self.teacher, labels)
     f_real = denoiser_lib.guided(self.teacher, teacher_params, x_t, sigma, teacher_labels,
                                  self.guidance_scale)
     if self.adversarial:
@@ -231,9 +214,8 @@ class DMD(base.Objective):
       if 'noise' not in batch:
         raise ValueError('objective.regression_weight > 0 (DMD) needs noise -> teacher-sample '
                          "pairs: set config.data.name='couplings'")
-      pair_labels = batch['label'] if self.denoiser.num_classes else None
-      x_pair = self._generate(params['generator'], self.sigma_gen * batch['noise'],
-                              self.sigma_gen, pair_labels, train=True, rng=key_reg)
+      x_pair = self._generate(params['generator'], self.sigma_init * batch['noise'],
+                              self.sigma_init, real_labels, train=True, rng=key_reg)
       regression = jnp.mean((x_pair - batch['x']) ** 2)
       metrics['regression_loss'] = regression
       loss = loss + self.regression_weight * regression
@@ -248,12 +230,7 @@ class DMD(base.Objective):
     """``num_steps`` generator steps on :meth:`_student_sigmas`: x = G(sigma_0 z), then re-noise
     to sigma_i and apply G, for i = 1 .. k - 1 (DMD2's multi-step sampling)."""
     del teacher_params
-    labels = labels if self.denoiser.num_classes else None
-    keys = jax.random.split(rng, num_steps)
-    sigmas = self._student_sigmas(num_steps)
-    x = self._generate(params['generator'], sigmas[0] * jax.random.normal(keys[0], shape),
-                       sigmas[0], labels)
-    for i in range(1, num_steps):
-      x = self._generate(params['generator'], x + sigmas[i] * jax.random.normal(keys[i], shape),
-                         sigmas[i], labels)
-    return x
+    labels = denoiser_lib.conditioning_labels(self.denoiser, labels)
+    return samplers.multistep_sample(
+        lambda x, sigma: self._generate(params['generator'], x, sigma, labels), rng, shape,
+        self._student_sigmas(num_steps))

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base
 
@@ -54,7 +55,7 @@ class EDM(base.Objective):
     return {'denoiser': self.denoiser.init(rng, batch['x'], self._labels(batch))}
 
   def _labels(self, batch):
-    return batch['label'] if self.denoiser.num_classes else None
+    return denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, teacher_params, step
@@ -69,5 +70,6 @@ class EDM(base.Objective):
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
     del teacher_params
     return samplers.sample(self.denoiser, params['denoiser'], rng, shape, method=self.sampler,
-                           num_steps=num_steps, labels=labels if self.denoiser.num_classes else None,
+                           num_steps=num_steps,
+                           labels=denoiser_lib.conditioning_labels(self.denoiser, labels),
                            guidance_scale=self.guidance_scale, sigma_max=self.sigma_max)

@@ -21,9 +21,20 @@ from fastgen import diffusion
 from fastgen.objectives import consistency, edm
 
 
-def sample_labels(rng, batch_size: int, num_classes: int):
-  """Class labels drawn uniformly for the generator, or None for an unconditional network."""
-  return jax.random.randint(rng, (batch_size,), 0, num_classes) if num_classes else None
+def check_adversarial_weights(generator_weight, discriminator_weight):
+  """The adversarial term (SiDA, DMD2) needs both objective.gan_generator_weight and
+  objective.gan_discriminator_weight > 0, or both 0 (no discriminator)."""
+  if (generator_weight > 0) != (discriminator_weight > 0):
+    raise ValueError('the adversarial term (SiDA, DMD2) needs both objective.gan_generator_weight '
+                     'and objective.gan_discriminator_weight > 0 (or both 0), got '
+                     f'{generator_weight} and {discriminator_weight}')
+
+
+def check_grid_fractions(u_min, u_max):
+  """The generator loss's noise levels u ~ U[u_min, u_max] on the continuous Karras grid
+  (:func:`fastgen.diffusion.sample_karras_sigma`) need 0 <= u_min < u_max <= 1."""
+  if not 0.0 <= u_min < u_max <= 1.0:
+    raise ValueError(f'objective.u_min={u_min}, u_max={u_max}: need 0 <= u_min < u_max <= 1')
 
 
 def init_generator_and_fake_score(denoiser, key_g, key_f, x, labels, teacher_params,

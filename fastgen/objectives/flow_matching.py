@@ -19,19 +19,11 @@ import jax
 import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base
 
-TIME_DISTRIBUTIONS = ('uniform', 'logit_normal')
-
-
-def sample_time(rng, shape, distribution='uniform', loc=0.0, scale=1.0):
-  """t in (0, 1): uniform, or logit-normal sigmoid(N(loc, scale^2))."""
-  if distribution == 'uniform':
-    return jax.random.uniform(rng, shape, minval=1e-5, maxval=1.0)
-  if distribution == 'logit_normal':
-    return jax.nn.sigmoid(loc + scale * jax.random.normal(rng, shape))
-  raise ValueError(f'unknown time distribution {distribution!r}; known: {TIME_DISTRIBUTIONS}')
+T_MIN, T_MAX = 1e-5, 1.0  # training times; a flow network is finite at t = 1
 
 
 def velocity_matching_loss(denoiser, params, x0, t, eps, labels, *, train=False, rng=None):
@@ -54,12 +46,12 @@ class FlowMatching(base.Objective):
   def __post_init__(self):
     if self.denoiser.parameterization != 'flow':
       raise ValueError('flow_matching needs network.parameterization="flow"')
-    if self.time_distribution not in TIME_DISTRIBUTIONS:
+    if self.time_distribution not in diffusion.FLOW_TIME_DISTRIBUTIONS:
       raise ValueError(f'unknown objective.time_distribution {self.time_distribution!r}; '
-                       f'known: {", ".join(TIME_DISTRIBUTIONS)}')
+                       f'known: {", ".join(diffusion.FLOW_TIME_DISTRIBUTIONS)}')
 
   def _labels(self, batch):
-    return batch['label'] if self.denoiser.num_classes else None
+    return denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
 
   def init(self, rng, batch, teacher_params):
     del teacher_params
@@ -71,7 +63,7 @@ class FlowMatching(base.Objective):
     x0 = batch['x']
     labels = base.drop_labels(key_drop, self._labels(batch), self.denoiser.num_classes,
                               self.label_dropout)
-    t = sample_time(key_t, x0.shape[:1], self.time_distribution)
+    t = diffusion.sample_flow_time(key_t, x0.shape[:1], self.time_distribution, T_MIN, T_MAX)
     eps = jax.random.normal(key_eps, x0.shape)
     loss = velocity_matching_loss(self.denoiser, params['denoiser'], x0, t, eps, labels,
                                   train=True, rng=key_dropout)
@@ -81,4 +73,4 @@ class FlowMatching(base.Objective):
     del teacher_params
     return samplers.sample(self.denoiser, params['denoiser'], rng, shape, method='flow_euler',
                            num_steps=num_steps,
-                           labels=labels if self.denoiser.num_classes else None)
+                           labels=denoiser_lib.conditioning_labels(self.denoiser, labels))

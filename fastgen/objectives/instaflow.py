@@ -43,6 +43,6 @@ class InstaFlow(reflow.CouplingStudent):
     noise, x0, labels = reflow.coupling_batch(self, teacher_params, batch, key_pair)
     x0_hat = one_step(lambda x, t: self.denoiser.velocity(
         params['student'], x, t, labels, train=True, rng=key_dropout), noise)
-    loss = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0,
+    loss = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat, x0,
                                          self.lpips_resolution))
     return loss, {'loss': loss}

@@ -28,15 +28,16 @@ import jax
 import jax.numpy as jnp
 
 from fastgen import diffusion, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base, consistency
 
 
 def grid_sigma(u, sigma_min=0.002, sigma_max=80.0, rho=7.0):
-  """EDM Eq. 5 read continuously: sigma(u) = (s_max^(1/rho) + u (s_min^(1/rho) -
-  s_max^(1/rho)))^rho for u < 1, and 0 at u = 1."""
-  lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-  return jnp.where(u >= 1.0, 0.0, (hi + jnp.minimum(u, 1.0) * (lo - hi)) ** rho)
+  """The sampling walk's sigma at u in [0, 1]: EDM Eq. 5 read continuously from sigma_max
+  (u = 0) to sigma_min (u -> 1), :func:`fastgen.diffusion.karras_sigma` (1 - u), and 0 at u = 1."""
+  return jnp.where(u >= 1.0, 0.0,
+                   diffusion.karras_sigma(1.0 - jnp.minimum(u, 1.0), sigma_min, sigma_max, rho))
 
 
 def student_target(x, x_two_steps, sigma, sigma_next):
@@ -87,11 +88,8 @@ class ProgressiveDistillation(base.Objective):
     """N_r = initial_steps / 2^r."""
     return self.initial_steps // 2 ** jnp.asarray(round_index, jnp.int32)
 
-  def _labels(self, labels):
-    return labels if self.denoiser.num_classes else None
-
   def init(self, rng, batch, teacher_params):
-    labels = self._labels(batch['label'])
+    labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
     student = consistency.init_student(self.denoiser.init, rng, batch['x'], labels,
                                        teacher_params, self.init_from_teacher)
     return {'student': student, 'previous': jax.tree.map(jnp.copy, student),
@@ -108,8 +106,9 @@ class ProgressiveDistillation(base.Objective):
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, step
     key_i, key_z, key_dropout = jax.random.split(rng, 3)
-    x0, labels = batch['x'], self._labels(batch['label'])
-    teacher_labels = batch['label'] if getattr(self.teacher, 'num_classes', 0) else None
+    x0 = batch['x']
+    labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
+    teacher_labels = denoiser_lib.conditioning_labels(self.teacher, batch['label'])
     num_steps = self._student_steps(params['round'])
     i = jax.random.randint(key_i, x0.shape[:1], 0, num_steps)
     sigma_at = lambda k: grid_sigma(k / num_steps, self.sigma_min, self.sigma_max, self.rho)
@@ -132,7 +131,7 @@ class ProgressiveDistillation(base.Objective):
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
     """``num_steps`` DDIM steps of the student on the grid (0: the current round's N_r)."""
     del teacher_params
-    labels = self._labels(labels)
+    labels = denoiser_lib.conditioning_labels(self.denoiser, labels)
     steps = num_steps if num_steps > 0 else self._student_steps(params['round'])
     sigma_at = lambda k: grid_sigma(k / steps, self.sigma_min, self.sigma_max, self.rho)
 

@@ -27,84 +27,57 @@ import jax
 import jax.numpy as jnp
 
 from fastgen import couplings, diffusion, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.networks import lpips
 from fastgen.objectives import base, consistency
 
-TIME_DISTRIBUTIONS = ('uniform', 'logit_normal', 'u_shaped')
-PREMETRICS = ('l2', 'pseudo_huber', 'lpips', 'lpips_huber')
+METRICS = ('l2', 'pseudo_huber', 'lpips', 'lpips_huber')
 PERCEPTUAL = ('lpips', 'lpips_huber')
 COUPLINGS = ('dataset', 'online')
 T_MIN, T_MAX = 1e-5, couplings.FLOW_T_MAX
 
 
-def sample_time(rng, shape, distribution: str, u_shape_a: float = 4.0):
-  """t in [T_MIN, T_MAX] from 'uniform'; 'logit_normal' sigmoid(N(0, 1)); or 'u_shaped'
-  p(t) ∝ exp(a t) + exp(a (1 - t)) (Lee et al. 2024, §4.1): t = log(1 + u (e^a - 1)) / a, the
-  inverse CDF of p ∝ e^(a t), reflected to 1 - t with probability 1/2."""
-  key, key_flip = jax.random.split(rng)
-  if distribution == 'uniform':
-    t = jax.random.uniform(key, shape)
-  elif distribution == 'logit_normal':
-    t = jax.nn.sigmoid(jax.random.normal(key, shape))
-  elif distribution == 'u_shaped':
-    t = jnp.log1p(jax.random.uniform(key, shape) * jnp.expm1(u_shape_a)) / u_shape_a
-    t = jnp.where(jax.random.bernoulli(key_flip, 0.5, shape), t, 1.0 - t)
-  else:
-    raise ValueError(f'unknown objective.time_distribution {distribution!r}; known: '
-                     f'{", ".join(TIME_DISTRIBUTIONS)}')
-  return T_MIN + (T_MAX - T_MIN) * t
-
-
-def premetric(prediction, target, name: str):
+def distance(prediction, target, metric: str):
   """Per-example m(a, b) over the d dimensions: 'l2' = ||a - b||^2 / d; 'pseudo_huber' =
-  (sqrt(||a - b||^2 + c^2) - c) / d with c = 0.00054 d (Lee et al. 2024, §4.2; official code
-  ``loss_type='huber'``)."""
-  axes = tuple(range(1, prediction.ndim))
+  :func:`fastgen.objectives.consistency.pseudo_huber` / d with c = 0.00054 d (Lee et al. 2024,
+  §4.2; official code ``loss_type='huber'``)."""
   dim = prediction[0].size
-  squared = jnp.sum((prediction - target) ** 2, axis=axes)
-  if name == 'l2':
-    return squared / dim
-  if name == 'pseudo_huber':
-    c = 0.00054 * dim
-    return (jnp.sqrt(squared + c**2) - c) / dim
-  raise ValueError(f'premetric {name!r} compares arrays; known: l2, pseudo_huber')
+  if metric == 'l2':
+    return consistency.squared_distance(prediction, target) / dim
+  if metric == 'pseudo_huber':
+    return consistency.pseudo_huber(prediction, target, 0.00054 * dim) / dim
+  raise ValueError(f'metric {metric!r} compares arrays; known: l2, pseudo_huber')
 
 
-def endpoint_loss(name: str, params, x0_hat, x0, resolution: int = 224):
+def endpoint_loss(metric: str, params, x0_hat, x0, resolution: int = 224):
   """Per-example m(x0_hat, x0) of predicted and target endpoints: 'l2' and 'pseudo_huber' as
-  :func:`premetric`, 'lpips' LPIPS(x0_hat, x0), 'lpips_huber' their sum with pseudo-Huber;
+  :func:`distance`, 'lpips' LPIPS(x0_hat, x0), 'lpips_huber' their sum with pseudo-Huber;
   ``params['lpips']`` holds the LPIPS weights."""
-  if name not in PERCEPTUAL:
-    return premetric(x0_hat, x0, name)
+  if metric not in PERCEPTUAL:
+    return distance(x0_hat, x0, metric)
   perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution)
-  return perceptual + (premetric(x0_hat, x0, 'pseudo_huber') if name == 'lpips_huber' else 0.0)
+  return perceptual + (distance(x0_hat, x0, 'pseudo_huber') if metric == 'lpips_huber' else 0.0)
 
 
-def velocity_loss(name: str, params, v, noise, x0, t, resolution: int = 224):
+def velocity_loss(metric: str, params, v, noise, x0, t, resolution: int = 224):
   """Per-example reflow loss of v_theta(x_t, t) against z - x0: m(v, z - x0) for 'l2' and
   'pseudo_huber'; LPIPS(x_t - t v, x0) for 'lpips'; and rfpp's 'lpips_huber'
   (1 - t) pseudo_huber(v, z - x0) + LPIPS(x_t - t v, x0) (Lee et al. 2024, §4.2)."""
-  if name not in PERCEPTUAL:
-    return premetric(v, noise - x0, name)
-  x0_hat = interpolate(x0, noise, t) - diffusion.expand_like(t, v) * v
+  if metric not in PERCEPTUAL:
+    return distance(v, noise - x0, metric)
+  x0_hat = diffusion.flow_interpolate(x0, noise, t) - diffusion.expand_like(t, v) * v
   perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution)
-  if name == 'lpips':
+  if metric == 'lpips':
     return perceptual
-  return (1.0 - t) * premetric(v, noise - x0, 'pseudo_huber') + perceptual
+  return (1.0 - t) * distance(v, noise - x0, 'pseudo_huber') + perceptual
 
 
 def init_lpips(objective) -> dict:
-  """``{'lpips': weights}`` (a frozen params entry) when the premetric is perceptual, else {}."""
-  if objective.premetric not in PERCEPTUAL:
+  """``{'lpips': weights}`` (a frozen params entry) when the metric is perceptual, else {}."""
+  if objective.metric not in PERCEPTUAL:
     return {}
   return {'lpips': jax.tree.map(jnp.asarray, lpips.load_weights(objective.lpips_weights))}
-
-
-def interpolate(x0, noise, t):
-  """Liu et al. 2022, Eq. 1 in fastgen's convention: x_t = (1 - t) x0 + t z."""
-  t = diffusion.expand_like(t, x0)
-  return (1.0 - t) * x0 + t * noise
 
 
 def flow_euler(velocity_fn, noise, num_steps: int):
@@ -113,35 +86,25 @@ def flow_euler(velocity_fn, noise, num_steps: int):
                                      jnp.linspace(T_MAX, 0.0, num_steps + 1))
 
 
-def check_options(*, premetric: str, lpips_weights: str, couplings: str,
-                  time_distribution: str = TIME_DISTRIBUTIONS[0]):
-  """One clear error for a bad option of a rectified-flow objective."""
-  choices = {'time_distribution': (time_distribution, TIME_DISTRIBUTIONS),
-             'premetric': (premetric, PREMETRICS), 'couplings': (couplings, COUPLINGS)}
-  for name, (value, known) in choices.items():
-    if value not in known:
-      raise ValueError(f'unknown objective.{name} {value!r}; known: {", ".join(known)}')
-  if premetric in PERCEPTUAL and not lpips_weights:
-    raise ValueError(f'objective.premetric={premetric!r} needs '
-                     f'objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> (see '
-                     f'fastgen/networks/lpips.py; fastgen downloads nothing), or use '
-                     f'premetric "pseudo_huber"')
+def check_option(name: str, value, known):
+  """One clear error for an option ``objective.<name>`` outside ``known``."""
+  if value not in known:
+    raise ValueError(f'unknown objective.{name} {value!r}; known: {", ".join(known)}')
 
 
 def coupling_batch(objective, teacher_params, batch, rng):
   """``(z, x0, labels)``: the batch's pairs ('dataset'), or the teacher's ODE solved for fresh
   noise and labels ('online'). Labels are None for an unconditional student."""
-  num_classes = objective.denoiser.num_classes
   if objective.couplings == 'dataset':
     if 'noise' not in batch:
       raise ValueError('objective.couplings="dataset" trains on teacher-ODE pairs: set '
                        'data.name="couplings" (or objective.couplings="online")')
-    labels = batch['label'] if num_classes else None
-    return batch['noise'], batch['x'], labels
+    return (batch['noise'], batch['x'],
+            denoiser_lib.conditioning_labels(objective.denoiser, batch['label']))
   key_z, key_label = jax.random.split(rng)
   shape = batch['x'].shape
   noise = jax.random.normal(key_z, shape)
-  labels = jax.random.randint(key_label, shape[:1], 0, num_classes) if num_classes else None
+  labels = denoiser_lib.uniform_labels(key_label, shape[0], objective.denoiser.num_classes)
   x0 = couplings.solve_teacher_ode(objective.teacher, teacher_params, noise, labels,
                                    objective.ode_steps)
   return noise, jax.lax.stop_gradient(x0), labels
@@ -149,13 +112,13 @@ def coupling_batch(objective, teacher_params, batch, rng):
 
 @dataclasses.dataclass(frozen=True)
 class CouplingStudent(base.Objective):
-  """What the coupling-trained velocity students (reflow, InstaFlow) share: a group 'student'
-  initialised from the teacher, the coupling and premetric options, the student's velocity, and
-  Euler sampling of its ODE. A subclass adds its ``loss``."""
+  """What the coupling-trained velocity students (reflow, InstaFlow, SlimFlow) share: a group
+  'student' initialised from the teacher, the coupling and metric options, the student's
+  velocity, and Euler sampling of its ODE. A subclass adds its ``loss``."""
   denoiser: Denoiser            # the student's architecture (velocity through the flow view)
   teacher: Any                  # what made the couplings (used by couplings='online')
-  premetric: str = 'pseudo_huber'
-  lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
+  metric: str = 'pseudo_huber'
+  lpips_weights: str = ''       # metric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
   lpips_resolution: int = 224
   couplings: str = 'dataset'
   ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
@@ -164,11 +127,16 @@ class CouplingStudent(base.Objective):
   network_group = 'student'
 
   def __post_init__(self):
-    check_options(premetric=self.premetric, lpips_weights=self.lpips_weights,
-                  couplings=self.couplings)
+    check_option('metric', self.metric, METRICS)
+    check_option('couplings', self.couplings, COUPLINGS)
+    if self.metric in PERCEPTUAL and not self.lpips_weights:
+      raise ValueError(f'objective.metric={self.metric!r} needs '
+                       f'objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> (see '
+                       f'fastgen/networks/lpips.py; fastgen downloads nothing), or use '
+                       f'metric "pseudo_huber"')
 
   def init(self, rng, batch, teacher_params):
-    labels = batch['label'] if self.denoiser.num_classes else None
+    labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
     return {'student': consistency.init_student(self.denoiser.init, rng, batch['x'], labels,
                                                 teacher_params, self.init_from_teacher),
             **init_lpips(self)}
@@ -176,7 +144,7 @@ class CouplingStudent(base.Objective):
   def velocity(self, params, x_t, t, labels=None):
     """The student's velocity v_theta(x_t, t) (straightness evaluation)."""
     return self.denoiser.velocity(params['student'], x_t, t,
-                                  labels if self.denoiser.num_classes else None)
+                                  denoiser_lib.conditioning_labels(self.denoiser, labels))
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
     """``num_steps`` Euler steps of the student's ODE (``num_steps`` network evaluations)."""
@@ -192,16 +160,21 @@ class Reflow(CouplingStudent):
   u_shape_a: float = 4.0
 
   def __post_init__(self):
-    check_options(premetric=self.premetric, lpips_weights=self.lpips_weights,
-                  couplings=self.couplings, time_distribution=self.time_distribution)
+    super().__post_init__()
+    check_option('time_distribution', self.time_distribution, diffusion.FLOW_TIME_DISTRIBUTIONS)
+
+  def _reflow_loss(self, params, noise, x0, labels, key_t, key_dropout):
+    """E_t m(v_theta(x_t, t), z - x0) over the batch's pairs (z, x0), t ~ ``time_distribution``
+    on [T_MIN, T_MAX] (Liu et al. 2022, Eq. 3)."""
+    t = diffusion.sample_flow_time(key_t, x0.shape[:1], self.time_distribution, T_MIN, T_MAX,
+                                   self.u_shape_a)
+    v = self.denoiser.velocity(params['student'], diffusion.flow_interpolate(x0, noise, t), t,
+                               labels, train=True, rng=key_dropout)
+    return jnp.mean(velocity_loss(self.metric, params, v, noise, x0, t, self.lpips_resolution))
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, step
     key_pair, key_t, key_dropout = jax.random.split(rng, 3)
     noise, x0, labels = coupling_batch(self, teacher_params, batch, key_pair)
-    t = sample_time(key_t, x0.shape[:1], self.time_distribution, self.u_shape_a)
-    v = self.denoiser.velocity(params['student'], interpolate(x0, noise, t), t, labels,
-                               train=True, rng=key_dropout)
-    loss = jnp.mean(velocity_loss(self.premetric, params, v, noise, x0, t,
-                                  self.lpips_resolution))
+    loss = self._reflow_loss(params, noise, x0, labels, key_t, key_dropout)
     return loss, {'loss': loss}

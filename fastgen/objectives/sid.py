@@ -11,9 +11,9 @@ x_t = x_g + sigma eps (the paper's alpha-fused identity loss, alpha = 1.2) is
   L_theta = [ (f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2 ] / w,
   w = sg( mean_d |x_g - f_phi(x_t, sigma)| ),
 
-f_phi the teacher, t ~ U[0, tmax / 1000] on EDM's continuous sigma grid (official code). SiDA
-(``gan_generator_weight``, ``gan_discriminator_weight`` > 0) adds a GAN term whose discriminator
-is the fake score's feature mean, trained on real data.
+f_phi the teacher, t ~ U[u_min, u_max] on EDM's continuous sigma grid (official: U[0, tmax / 1000]).
+SiDA (``gan_generator_weight``, ``gan_discriminator_weight`` > 0) adds a GAN term whose
+discriminator is the fake score's feature mean, trained on real data.
 
 Differences from the official code:
 * no fp16 loss scale (x100) and the fake-score loss averaged, not summed, over dimensions (Adam
@@ -33,17 +33,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion
+from fastgen import diffusion, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base, fake_score
-
-
-def sid_sigma(rng, shape, tmax, sigma_min=0.002, sigma_max=80.0, rho=7.0):
-  """SiD's noise levels (official ``generator_loss``): t ~ U[0, tmax / 1000],
-  sigma = (s_max^(1/rho) + (1 - t) (s_min^(1/rho) - s_max^(1/rho)))^rho."""
-  t = jax.random.uniform(rng, shape) * tmax / 1000.0
-  lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-  return (hi + (1.0 - t) * (lo - hi)) ** rho
 
 
 def sid_normaliser(x_g, f_real):
@@ -68,8 +61,9 @@ class SiD(base.Objective):
   denoiser: Denoiser            # architecture of both the generator and the fake score
   teacher: Any                  # f_phi: teacher(teacher_params, x, sigma, labels) -> x0_hat
   alpha: float = 1.2
-  sigma_init: float = 2.5
-  tmax: int = 800
+  sigma_init: float = 2.5        # the generator's input noise level
+  u_min: float = 0.0            # the generator loss's noise levels, as fractions of the grid:
+  u_max: float = 0.8            # the official t ~ U[0, tmax / 1000] with tmax = 800
   sigma_min: float = 0.002
   sigma_max: float = 80.0
   rho: float = 7.0
@@ -82,23 +76,18 @@ class SiD(base.Objective):
   network_group = 'generator'
 
   def __post_init__(self):
-    if (self.gan_generator_weight > 0) != (self.gan_discriminator_weight > 0):
-      raise ValueError('SiDA needs both objective.gan_generator_weight and '
-                       'objective.gan_discriminator_weight > 0 (or both 0 for plain SiD), got '
-                       f'{self.gan_generator_weight} and {self.gan_discriminator_weight}')
+    fake_score.check_adversarial_weights(self.gan_generator_weight, self.gan_discriminator_weight)
+    fake_score.check_grid_fractions(self.u_min, self.u_max)
 
   @property
   def adversarial(self) -> bool:
     return self.gan_generator_weight > 0
 
-  def _labels(self, rng, batch_size):
-    return fake_score.sample_labels(rng, batch_size, self.denoiser.num_classes)
-
   def init(self, rng, batch, teacher_params):
     key_g, key_f, key_label = jax.random.split(rng, 3)
+    labels = denoiser_lib.uniform_labels(key_label, batch['x'].shape[0], self.denoiser.num_classes)
     generator, fake_score_params = fake_score.init_generator_and_fake_score(
-        self.denoiser, key_g, key_f, batch['x'], self._labels(key_label, batch['x'].shape[0]),
-        teacher_params, self.init_from_teacher)
+        self.denoiser, key_g, key_f, batch['x'], labels, teacher_params, self.init_from_teacher)
     return {'generator': generator, 'fake_score': fake_score_params}
 
   def _generate(self, generator_params, z, labels, *, train=False, rng=None):
@@ -110,12 +99,12 @@ class SiD(base.Objective):
     del ema_params, step
     key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
-    labels = self._labels(key_label, shape[0])
+    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
                          rng=key_gen)
     if group == 'fake_score':
       real = batch['x'] if self.adversarial else None
-      real_labels = batch['label'] if self.denoiser.num_classes else None
+      real_labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
       denoising, discriminator, sigma = fake_score.fake_score_losses(
           self.denoiser, params['fake_score'], x_g, labels, key_loss, p_mean=self.p_mean,
           p_std=self.p_std, x_real=real, real_labels=real_labels)
@@ -128,9 +117,10 @@ class SiD(base.Objective):
         loss = loss + self.gan_discriminator_weight * jnp.mean(weight * discriminator)
       return loss, {'loss': loss, **metrics}
     key_sigma, key_eps = jax.random.split(key_loss)
-    sigma = sid_sigma(key_sigma, shape[:1], self.tmax, self.sigma_min, self.sigma_max, self.rho)
+    sigma = diffusion.sample_karras_sigma(key_sigma, shape[:1], self.u_min, self.u_max,
+                                          self.sigma_min, self.sigma_max, self.rho)
     x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
-    teacher_labels = labels if getattr(self.teacher, 'num_classes', 0) else None
+    teacher_labels = denoiser_lib.conditioning_labels(self.teacher, labels)
     f_real = self.teacher(teacher_params, x_t, sigma, teacher_labels)
     if self.adversarial:
       f_fake, features = self.denoiser.with_features(params['fake_score'], x_t, sigma, labels)
@@ -156,11 +146,7 @@ class SiD(base.Objective):
     to sigma_min. G is trained only at sigma_init, so later steps rely on what it kept of the
     teacher's denoiser."""
     del teacher_params
-    labels = labels if self.denoiser.num_classes else None
-    keys = jax.random.split(rng, num_steps)
-    x = self._generate(params['generator'], jax.random.normal(keys[0], shape), labels)
-    sigmas = diffusion.karras_sigmas(num_steps + 1, self.sigma_min, self.sigma_init, self.rho)
-    for i in range(1, num_steps):
-      noisy = x + sigmas[i] * jax.random.normal(keys[i], shape)
-      x = self.denoiser(params['generator'], noisy, sigmas[i], labels)
-    return x
+    labels = denoiser_lib.conditioning_labels(self.denoiser, labels)
+    return samplers.multistep_sample(
+        lambda x, sigma: self.denoiser(params['generator'], x, sigma, labels), rng, shape,
+        samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho))

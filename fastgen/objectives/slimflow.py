@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from fastgen import diffusion
-from fastgen.denoiser import Denoiser
-from fastgen.objectives import base, consistency, instaflow, reflow
+from fastgen import denoiser as denoiser_lib
+from fastgen.objectives import instaflow, reflow
 
 ANNEALING = ('exp', 'cos', 'linear')
 
@@ -53,50 +53,34 @@ def anneal_noise(noise, eps, beta):
 
 
 @dataclasses.dataclass(frozen=True)
-class SlimFlow(base.Objective):
-  """Annealing Reflow then Flow-Guided Distillation; group 'student', frozen 'two_flow', 'stage'."""
-  denoiser: Denoiser            # the small student
-  teacher: Any
+class SlimFlow(reflow.Reflow):
+  """Annealing Reflow then Flow-Guided Distillation; group 'student', frozen 'two_flow', 'stage'.
+  The student is ``denoiser`` (small); the coupling, metric and time options are Reflow's."""
+  metric: str = 'l2'
+  init_from_teacher: bool = False  # True only for a teacher of the student's own architecture
+  time_distribution: str = 'uniform'
   reflow_steps: int = 2000      # stage 1 length
   annealing: str = 'exp'
   annealing_steps: int = 500    # K of beta(k)
-  time_distribution: str = 'uniform'
-  u_shape_a: float = 4.0
-  premetric: str = 'l2'
-  lpips_weights: str = ''       # premetric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
-  lpips_resolution: int = 224
-  couplings: str = 'dataset'
-  ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
   two_flow_steps: int = 8       # stage 2: Euler steps of the 2-flow for the distillation pairs
   guidance_weight: float = 1.0
   guidance_steps: int = 1       # Euler steps of the 2-flow from the student's path to t = 0
   guidance_s_min: float = 0.2
   guidance_s_max: float = 0.8
-  init_from_teacher: bool = False  # True only for a teacher of the student's own architecture
-  groups = ('student',)
-  network_group = 'student'
 
   def __post_init__(self):
-    reflow.check_options(premetric=self.premetric, lpips_weights=self.lpips_weights,
-                         couplings=self.couplings, time_distribution=self.time_distribution)
-    if self.annealing not in ANNEALING:
-      raise ValueError(f'unknown objective.annealing {self.annealing!r}; known: '
-                       f'{", ".join(ANNEALING)}')
+    super().__post_init__()
+    reflow.check_option('annealing', self.annealing, ANNEALING)
     if not 0.0 <= self.guidance_s_min <= self.guidance_s_max <= 1.0:
       raise ValueError(f'objective.guidance_s_min={self.guidance_s_min} and guidance_s_max='
                        f'{self.guidance_s_max} must satisfy 0 <= s_min <= s_max <= 1')
     if min(self.two_flow_steps, self.guidance_steps) < 1:
       raise ValueError('objective.two_flow_steps and objective.guidance_steps must be >= 1')
 
-  def _labels(self, labels):
-    return labels if self.denoiser.num_classes else None
-
   def init(self, rng, batch, teacher_params):
-    student = consistency.init_student(self.denoiser.init, rng, batch['x'],
-                                       self._labels(batch['label']), teacher_params,
-                                       self.init_from_teacher)
-    return {'student': student, 'two_flow': jax.tree.map(jnp.copy, student),
-            'stage': jnp.zeros((), jnp.int32), **reflow.init_lpips(self)}
+    params = super().init(rng, batch, teacher_params)
+    return {**params, 'two_flow': jax.tree.map(jnp.copy, params['student']),
+            'stage': jnp.zeros((), jnp.int32)}
 
   def set_frozen(self, params, ema_params, step):
     """At step ``reflow_steps``: two_flow <- EMA of the student, stage <- 1."""
@@ -105,27 +89,19 @@ class SlimFlow(base.Objective):
                             lambda: params['two_flow'])
     return {**params, 'two_flow': two_flow, 'stage': stage}
 
-  def velocity(self, params, x_t, t, labels=None):
-    return self.denoiser.velocity(params['student'], x_t, t, self._labels(labels))
-
   def _annealing_reflow(self, params, teacher_params, batch, rng, step):
     key_pair, key_eps, key_t, key_dropout = jax.random.split(rng, 4)
     noise, x0, labels = reflow.coupling_batch(self, teacher_params, batch, key_pair)
     beta = annealing_beta(step, self.annealing_steps, self.annealing)
     noise = anneal_noise(noise, jax.random.normal(key_eps, noise.shape), beta)
-    t = reflow.sample_time(key_t, x0.shape[:1], self.time_distribution, self.u_shape_a)
-    v = self.denoiser.velocity(params['student'], reflow.interpolate(x0, noise, t), t, labels,
-                               train=True, rng=key_dropout)
-    loss = jnp.mean(reflow.velocity_loss(self.premetric, params, v, noise, x0, t,
-                                         self.lpips_resolution))
+    loss = self._reflow_loss(params, noise, x0, labels, key_t, key_dropout)
     return loss, {'reflow_loss': loss, 'distill_loss': jnp.zeros(()),
                   'guidance_loss': jnp.zeros(()), 'beta': beta}
 
   def _flow_guided_distillation(self, params, batch, rng):
     key_z, key_label, key_s, key_dropout = jax.random.split(rng, 4)
     shape = batch['x'].shape
-    num_classes = self.denoiser.num_classes
-    labels = jax.random.randint(key_label, shape[:1], 0, num_classes) if num_classes else None
+    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     noise = jax.random.normal(key_z, shape)
     two_flow = lambda x, t: self.denoiser.velocity(params['two_flow'], x, t, labels)
     x0_two_flow = jax.lax.stop_gradient(reflow.flow_euler(two_flow, noise, self.two_flow_steps))
@@ -133,16 +109,16 @@ class SlimFlow(base.Objective):
         params['student'], x, t, labels, train=True, rng=key_dropout), noise)
     s = jax.random.uniform(key_s, shape[:1], minval=self.guidance_s_min,
                            maxval=self.guidance_s_max)
-    x_s = reflow.interpolate(jax.lax.stop_gradient(x0_hat), noise, s)
+    x_s = diffusion.flow_interpolate(jax.lax.stop_gradient(x0_hat), noise, s)
     x0_guide = x_s
     for i in range(self.guidance_steps):  # Euler from s to 0 in guidance_steps equal steps
       t = s * (1.0 - i / self.guidance_steps)
       x0_guide = x0_guide - diffusion.expand_like(s / self.guidance_steps, x_s) * two_flow(
           x0_guide, t)
     x0_guide = jax.lax.stop_gradient(x0_guide)
-    distill = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0_two_flow,
+    distill = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat, x0_two_flow,
                                             self.lpips_resolution))
-    guidance = jnp.mean(reflow.endpoint_loss(self.premetric, params, x0_hat, x0_guide,
+    guidance = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat, x0_guide,
                                              self.lpips_resolution))
     loss = distill + self.guidance_weight * guidance
     return loss, {'reflow_loss': jnp.zeros(()), 'distill_loss': distill,
@@ -155,8 +131,3 @@ class SlimFlow(base.Objective):
         lambda: self._annealing_reflow(params, teacher_params, batch, rng, step),
         lambda: self._flow_guided_distillation(params, batch, rng))
     return loss, {'loss': loss, 'stage': params['stage'].astype(jnp.float32), **metrics}
-
-  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    del teacher_params
-    velocity_fn = lambda x, t: self.velocity(params, x, t, labels)
-    return reflow.flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps)

@@ -86,16 +86,6 @@ class GaussianMixtureTeacher:
         'bde,be->bd', params['eigvecs'][k], jnp.sqrt(params['eigvals'][k]) * z)
     return x.reshape((num,) + tuple(self.shape))
 
-  def moments(self, params):
-    """Exact mean [D] and covariance [D, D] of the mixture (numpy float64)."""
-    w = np.exp(np.asarray(params['log_weights'], np.float64))
-    mu = np.asarray(params['means'], np.float64)
-    u, lam = np.asarray(params['eigvecs'], np.float64), np.asarray(params['eigvals'], np.float64)
-    covs = np.einsum('kde,ke,kfe->kdf', u, lam, u)
-    mean = w @ mu
-    second = np.einsum('k,kdf->df', w, covs + np.einsum('kd,kf->kdf', mu, mu))
-    return mean, second - np.outer(mean, mean)
-
 
 def fit_mixture(x, labels=None, *, components_per_class=1, reg_covar=1e-3, seed=0):
   """Fit a full-covariance mixture to data (sklearn EM), one group of components per class.

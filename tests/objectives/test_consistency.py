@@ -100,6 +100,18 @@ def test_pseudo_huber_metric():
   np.testing.assert_allclose(consistency.distance(a, b, 'l2'), [3072 * 1e-4] * 2, rtol=1e-5)
 
 
+@pytest.mark.parametrize('config_module', [cd_gmm2d, ct_gmm2d])
+def test_cd_and_ct_take_the_same_metric_option(config_module):
+  config = config_module.get_config()
+  teacher = teachers.load_teacher(config.teacher)[0]
+  for metric in consistency.METRICS:
+    config.objective.metric = metric
+    assert objectives.make_objective(config, teacher).metric == metric
+  config.objective.metric = 'lpips'
+  with pytest.raises(ValueError, match='unknown objective.metric'):
+    objectives.make_objective(config, teacher)
+
+
 # ------------------------------------------------------------------------------ configs, init
 
 

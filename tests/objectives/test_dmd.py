@@ -98,13 +98,20 @@ def test_two_time_scale_updates_leave_a_skipped_generator_untouched():
     (dict(regression_weight=0.25, student_steps=2), 'student_steps=1'),
     (dict(gan_generator_weight=1e-3), 'gan_discriminator_weight'),
     (dict(fake_score_updates_per_generator_update=0), 'must be >= 1'),
-    (dict(regression_weight=0.25, sigma_gen=2.5), 'sigma_max = 80'),
+    (dict(regression_weight=0.25, sigma_init=2.5), 'sigma_max = 80'),
     (dict(divergence='js'), 'density ratio'),
     (dict(divergence='hellinger'), 'unknown objective.divergence'),
 ])
 def test_bad_options_are_refused(options, message):
   with pytest.raises(ValueError, match=message):
     dmd.DMD(_mlp_denoiser(), None, **options)
+
+
+def test_the_renamed_sigma_gen_is_refused_naming_sigma_init():
+  config = dmd_gmm2d.get_config()
+  config.objective['sigma_gen'] = 80.0
+  with pytest.raises(ValueError, match='objective.sigma_gen was renamed to objective.sigma_init'):
+    objectives.make_objective(config, teachers.analytic_teacher('gmm2d')[0])
 
 
 def test_regression_needs_the_coupling_data_set():

@@ -14,9 +14,9 @@ from tests.objectives import image_configs
 from tests.objectives import rectified_flow_toys as toys
 
 
-@pytest.mark.parametrize('premetric', ['l2', 'pseudo_huber'])
-def test_loss_is_minimal_when_one_step_lands_on_the_coupling(premetric):
-  objective = instaflow.InstaFlow(toys.ScaledExactVelocity(), teacher=None, premetric=premetric,
+@pytest.mark.parametrize('metric', ['l2', 'pseudo_huber'])
+def test_loss_is_minimal_when_one_step_lands_on_the_coupling(metric):
+  objective = instaflow.InstaFlow(toys.ScaledExactVelocity(), teacher=None, metric=metric,
                                   init_from_teacher=False)
   batch = toys.coupling_batch()
   params = objective.init(jax.random.key(0), batch, None)

@@ -1,5 +1,5 @@
 """Reflow: the loss is minimal (zero, flat) at the exact straight-line velocity of a toy coupling;
-the time distributions and premetrics are the papers'; bad options fail clearly; and one round on
+the metrics are the papers'; bad options fail clearly; and one round on
 the 2-D mixture's exact ODE couplings makes the flow straighter and its one-step samples far closer
 to the truth than one Euler step of the teacher."""
 
@@ -15,10 +15,10 @@ from fastgen.objectives import reflow
 from tests.objectives import rectified_flow_toys as toys
 
 
-@pytest.mark.parametrize('premetric, time_distribution', [
+@pytest.mark.parametrize('metric, time_distribution', [
     ('l2', 'uniform'), ('pseudo_huber', 'u_shaped'), ('pseudo_huber', 'logit_normal')])
-def test_loss_is_minimal_at_the_straight_line_velocity(premetric, time_distribution):
-  objective = reflow.Reflow(toys.ScaledExactVelocity(), teacher=None, premetric=premetric,
+def test_loss_is_minimal_at_the_straight_line_velocity(metric, time_distribution):
+  objective = reflow.Reflow(toys.ScaledExactVelocity(), teacher=None, metric=metric,
                             time_distribution=time_distribution, init_from_teacher=False)
   batch = toys.coupling_batch()
   params = objective.init(jax.random.key(0), batch, None)
@@ -30,26 +30,18 @@ def test_loss_is_minimal_at_the_straight_line_velocity(premetric, time_distribut
     assert abs(grad) < 1e-3 * abs(perturbed_grad)  # float32 round-off only
 
 
-def test_u_shaped_time_density_is_the_papers():
-  # p(t) ∝ exp(a t) + exp(a (1 - t)), a = 4: compare histogram masses with the integral.
-  t = np.asarray(reflow.sample_time(jax.random.key(0), (400_000,), 'u_shaped', 4.0))
-  assert reflow.T_MIN <= t.min() and t.max() <= reflow.T_MAX
-  edges = np.linspace(0, 1, 11)
-  cdf = lambda x: (np.expm1(4 * x) - np.expm1(4 * (1 - x)) + np.expm1(4)) / (2 * np.expm1(4))
-  np.testing.assert_allclose(np.histogram(t, edges)[0] / len(t), np.diff(cdf(edges)), atol=2e-3)
-
-
-def test_pseudo_huber_premetric():
+def test_pseudo_huber_metric():
   a, b = jnp.zeros((2, 4)), jnp.array([[0.0, 0, 0, 0], [3.0, 4, 0, 0]])
   c = 0.00054 * 4
-  np.testing.assert_allclose(reflow.premetric(a, b, 'pseudo_huber'),
+  np.testing.assert_allclose(reflow.distance(a, b, 'pseudo_huber'),
                              [0.0, (np.sqrt(25 + c**2) - c) / 4], rtol=1e-6)
-  np.testing.assert_allclose(reflow.premetric(a, b, 'l2'), [0.0, 25 / 4], rtol=1e-6)
+  np.testing.assert_allclose(reflow.distance(a, b, 'l2'), [0.0, 25 / 4], rtol=1e-6)
 
 
 @pytest.mark.parametrize('option, value, message', [
-    ('premetric', 'lpips_alex', 'objective.premetric'),
-    ('premetric', 'lpips_huber', 'objective.lpips_weights'),
+    ('metric', 'lpips_alex', 'objective.metric'),
+    ('metric', 'lpips_huber', 'objective.lpips_weights'),
+    ('premetric', 'l2', 'objective.premetric was renamed to objective.metric'),
     ('time_distribution', 'beta', 'objective.time_distribution'),
     ('couplings', 'cached', 'objective.couplings'),
 ])

@@ -16,9 +16,10 @@ import optax
 import pytest
 import scipy.linalg
 
-from fastgen import checkpoint, configs, objectives, samplers, teachers
+from fastgen import checkpoint, configs, diffusion, objectives, samplers, teachers
 from fastgen import experiment as experiment_lib
 from fastgen import denoiser as denoiser_lib
+from fastgen.evaluation import exact as exact_metrics
 from fastgen.networks import mlp
 from tests.objectives import image_configs
 from fastgen.objectives import sid
@@ -65,11 +66,26 @@ def test_generator_loss_is_the_papers_fused_form():
   np.testing.assert_allclose(sid.generator_loss(f_real, f_fake, x_g, alpha), expected, rtol=1e-5)
 
 
-def test_noise_levels_span_sigma_min_to_the_tmax_cap():
-  sigma = sid.sid_sigma(jax.random.key(0), (100_000,), tmax=800)
+def test_noise_levels_are_the_official_tmax_rule():
+  # Official SiD: t ~ U[0, tmax / 1000], sigma = (s_max^(1/rho) + (1 - t)(s_min^(1/rho) -
+  # s_max^(1/rho)))^rho; the defaults u_min = 0, u_max = 0.8 are tmax = 800, the same numbers.
+  objective = sid.SiD(_mlp_denoiser(), teacher=None)
+  key = jax.random.key(0)
+  sigma = diffusion.sample_karras_sigma(key, (100_000,), objective.u_min, objective.u_max)
+  t = jax.random.uniform(key, (100_000,)) * 800 / 1000
+  official = (80 ** (1 / 7) + (1 - t) * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
+  np.testing.assert_allclose(sigma, official, rtol=1e-5)
   cap = (80 ** (1 / 7) + 0.2 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7  # t = 0.8: sigma ~ 24.4
   assert float(sigma.min()) >= 0.002 and float(sigma.max()) <= cap * (1 + 1e-5)
   assert float(sigma.max()) > 0.95 * cap
+
+
+def test_the_renamed_tmax_is_refused_with_its_conversion():
+  config = sid_gmm2d.get_config()
+  config.objective['tmax'] = 800
+  with pytest.raises(ValueError, match=r'objective.tmax was renamed to objective.u_max: use '
+                                       r'objective.u_max = tmax / 1000'):
+    objectives.make_objective(config, teachers.analytic_teacher('gmm2d')[0])
 
 
 def test_init_from_teacher_refuses_a_teacher_of_another_architecture():
@@ -134,7 +150,8 @@ def _distill_and_compare(tmp_path, *overrides, num=20_000):
   config = configs.get_config('sid_gmm2d')
   experiment = experiment_lib.Experiment(config)
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
-  mean, cov = teacher.moments(teacher_params)
+  mean, cov = exact_metrics.mixture_moments(
+      *exact_metrics.mixture_from_teacher(teacher_params))
   exact = np.asarray(teacher.sample(teacher_params, jax.random.key(5), num))
   heun = np.asarray(samplers.sample(teacher, teacher_params, jax.random.key(3), (num, 2),
                                     method='heun', num_steps=18))

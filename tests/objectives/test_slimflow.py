@@ -16,7 +16,7 @@ from tests.objectives import rectified_flow_toys as toys
 
 
 def _objective(**kwargs):
-  kwargs = dict(reflow_steps=10, annealing='linear', annealing_steps=5, premetric='l2',
+  kwargs = dict(reflow_steps=10, annealing='linear', annealing_steps=5, metric='l2',
                 two_flow_steps=4, guidance_steps=2) | kwargs
   return slimflow.SlimFlow(toys.ScaledExactVelocity(), teacher=None, **kwargs)
 
@@ -64,7 +64,7 @@ def test_stage_switch_freezes_the_ema_two_flow():
 
 @pytest.mark.parametrize('option, value, message', [
     ('annealing', 'step', 'objective.annealing'),
-    ('premetric', 'lpips', 'objective.premetric'),
+    ('metric', 'lpips', 'objective.metric'),
     ('guidance_s_max', 1.5, 'guidance_s_min'),
 ])
 def test_bad_options_give_one_clear_error(option, value, message):
