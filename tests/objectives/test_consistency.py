@@ -100,9 +100,9 @@ def test_pseudo_huber_metric():
   np.testing.assert_allclose(consistency.distance(a, b, 'l2'), [3072 * 1e-4] * 2, rtol=1e-5)
 
 
-@pytest.mark.parametrize('config_module', [cd_gmm2d, ct_gmm2d])
-def test_cd_and_ct_take_the_same_metric_option(config_module):
-  config = config_module.get_config()
+@pytest.mark.parametrize('config_name', ['cd_gmm2d', 'ct_gmm2d'])
+def test_cd_and_ct_take_the_same_metric_option(config_name):
+  config = configs.get_config(config_name)
   teacher = teachers.load_teacher(config.teacher)[0]
   for metric in consistency.METRICS:
     config.objective.metric = metric

@@ -108,7 +108,7 @@ def test_bad_options_are_refused(options, message):
 
 
 def test_the_renamed_sigma_gen_is_refused_naming_sigma_init():
-  config = dmd_gmm2d.get_config()
+  config = configs.get_config('dmd_gmm2d')
   config.objective['sigma_gen'] = 80.0
   with pytest.raises(ValueError, match='objective.sigma_gen was renamed to objective.sigma_init'):
     objectives.make_objective(config, teachers.analytic_teacher('gmm2d')[0])
