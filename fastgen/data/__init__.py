@@ -18,7 +18,7 @@ class DataUnavailableError(RuntimeError):
 
 
 # Imported after DataUnavailableError, which tfds.py raises.
-from fastgen.data import couplings, digits, folder, tfds, toy2d  # pylint: disable=wrong-import-position
+from fastgen.data import cifar10, couplings, digits, folder, imagenet, toy2d  # pylint: disable=wrong-import-position
 
 DATASETS = {
     'couplings': couplings.CouplingStream,
@@ -28,8 +28,8 @@ DATASETS = {
     'rings': toy2d.Toy2D,
     'digits': digits.make_digits,
     'folder': folder.make_folder,
-    'cifar10': tfds.TfdsStream,
-    'imagenet64': tfds.TfdsStream,
+    'cifar10': cifar10.make_cifar10,
+    'imagenet64': imagenet.make_imagenet64,
 }
 
 
