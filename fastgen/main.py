@@ -86,5 +86,10 @@ def _parse_flags(argv):
   sys.exit(1)
 
 
-if __name__ == '__main__':
+def run():
+  """The ``fastgen`` console script: ``python -m fastgen.main``'s command line."""
   app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == '__main__':
+  run()
