@@ -4,6 +4,7 @@ a corrupt file, an interrupted download or a server that is down leave nothing i
 import hashlib
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -106,7 +107,8 @@ def test_published_digests_are_sha256_and_agree_with_torch_hub_names():
   for f in files:
     assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0 and f.url.startswith('https://')
     assert f.url.endswith(f.name) or f.name == 'lpips-v0.1-vgg.pth'
-  hub_named = [f for f in files if f.name[-13:-12] == '-' and f.name.endswith('.pth')]
+  prefixes = {f.sha256: re.search(r'-([0-9a-f]{8})\.pth$', f.name) for f in files}
+  hub_named = {digest: match.group(1) for digest, match in prefixes.items() if match}
   assert len(hub_named) == 2
-  for f in hub_named:
-    assert f.sha256.startswith(f.name[-12:-4]), f.name
+  for digest, prefix in hub_named.items():
+    assert digest.startswith(prefix)
