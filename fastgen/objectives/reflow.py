@@ -133,10 +133,7 @@ def check_options(objective):
     if value not in known:
       raise ValueError(f'unknown objective.{name} {value!r}; known: {", ".join(known)}')
   if getattr(objective, 'premetric', '') in PERCEPTUAL and not objective.lpips_weights:
-    raise ValueError(f'objective.premetric={objective.premetric!r} needs '
-                     f'objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> (see '
-                     f'fastgen/networks/lpips.py; fastgen downloads nothing), or use '
-                     f'premetric "pseudo_huber"')
+    lpips.cached_weights()  # the fetched weights, else one error naming both ways to give them
 
 
 def coupling_batch(objective, teacher_params, batch, rng):
