@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from fastgen import diffusion, samplers, sharding
+from fastgen import diffusion, logs, samplers, sharding
 
 ODE_METHODS = ('heun', 'euler', 'flow_euler')
 META_FILE = 'meta.json'
@@ -115,6 +115,7 @@ def write_couplings(directory: str, teacher, teacher_params, *, shape, num_class
         teacher, params, key, shard_size=shard_size, shape=tuple(shape), num_classes=num_classes,
         ode_steps=ode_steps, ode_method=ode_method, mesh=mesh))
     from fastgen.evaluation.evaluator import all_rows
+    progress = logs.Progress('coupling shards', len(missing), 'shards')
     for index in missing:
       noise, x0, labels = make(teacher_params, jax.random.fold_in(jax.random.key(seed), index))
       arrays = {'noise': all_rows(noise, shard_size).astype(np.float32),
@@ -124,6 +125,7 @@ def write_couplings(directory: str, teacher, teacher_params, *, shape, num_class
         tmp = shard_path(directory, index) + '.tmp.npz'
         np.savez(tmp, **arrays)
         os.replace(tmp, shard_path(directory, index))
+      progress.advance()
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices('fastgen couplings written')

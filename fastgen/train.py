@@ -22,7 +22,7 @@ import optax
 from absl import logging
 
 from fastgen.evaluation.evaluator import all_rows
-from fastgen import (checkpoint, couplings, data, evaluate, images, metrics, objectives,
+from fastgen import (checkpoint, couplings, data, evaluate, images, logs, metrics, objectives,
                      sharding, teachers)
 
 
@@ -271,7 +271,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info('step %d/%d  %s  %.2f steps/s  ETA %s', step, train.num_steps,
                      '  '.join(f'{k}={float(v):.4g}' for k, v in step_metrics.items()
                                if k.endswith('loss')),
-                     rate, _format_eta((train.num_steps - step) / max(rate, 1e-9)))
+                     rate, logs.format_eta((train.num_steps - step) / max(rate, 1e-9)))
       pause_start = time.time()
       if train.sample_every and (step % train.sample_every == 0 or is_last):
         _write_samples(experiment, state, step, workdir, logger)
@@ -306,11 +306,6 @@ def _evaluate(evaluator, best, state, step) -> dict:
   if evaluator.is_improvement(results, kept[1] if kept else None):
     best.save(step, state, results)
   return results | {'eval/seconds': time.time() - start}
-
-
-def _format_eta(seconds: float) -> str:
-  seconds = int(seconds)
-  return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
 
 
 def _restore_for_inference(experiment, workdir):

@@ -404,13 +404,21 @@ def main(argv):
     print('usage: python -m fastgen.teachers.edm_import SRC --workdir=OUT [--config=FILE]',
           file=sys.stderr)
     sys.exit(1)
+  import time
+  from absl import logging
+  from fastgen import logs
+  logs.quiet_libraries()  # orbax's INFO lines, unless --verbosity=1
+  start = time.time()
+  if os.path.exists(argv[1]):
+    logging.info('converting %s (%.0f MB) into %s', argv[1], os.path.getsize(argv[1]) / 1e6,
+                 _WORKDIR.value)
   try:
     network_config = import_to_workdir(argv[1], _WORKDIR.value, _CONFIG.value)
   except (EDMImportError, FileNotFoundError, pickle.UnpicklingError, zipfile.BadZipFile,
           EOFError) as e:
     print(f'fastgen: error: {e}', file=sys.stderr)
     sys.exit(1)
-  print(f'wrote {_WORKDIR.value}: {network_config}')
+  print(f'wrote {_WORKDIR.value} in {time.time() - start:.1f} s: {network_config}')
 
 
 if __name__ == '__main__':
