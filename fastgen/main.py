@@ -16,8 +16,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's INFO lines, i
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
 
-from fastgen import logs  # pylint: disable=g-import-not-at-top
-
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, samples.')
@@ -42,10 +40,10 @@ def _initialize_distributed(config):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logs.quiet_libraries()
   config = _CONFIG.value
   # Imported after flag parsing so --help and flag errors stay fast.
-  from fastgen import checkpoint, data, train
+  from fastgen import checkpoint, data, logs, train
+  logs.quiet_libraries()
   user_errors = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
                  data.DataUnavailableError, train.NonFiniteLossError)
   try:
