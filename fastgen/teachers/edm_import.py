@@ -410,7 +410,7 @@ def main(argv):
   logs.quiet_libraries()  # orbax's INFO lines, unless --verbosity=1
   start = time.time()
   if os.path.exists(argv[1]):
-    logging.info('converting %s (%.0f MB) into %s', argv[1], os.path.getsize(argv[1]) / 1e6,
+    logging.info('converting %s (%.1f MB) into %s', argv[1], os.path.getsize(argv[1]) / 1e6,
                  _WORKDIR.value)
   try:
     network_config = import_to_workdir(argv[1], _WORKDIR.value, _CONFIG.value)
