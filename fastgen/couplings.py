@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from fastgen import diffusion, samplers, sharding
+from fastgen import diffusion, logs, samplers, sharding
 from fastgen import denoiser as denoiser_lib
 
 ODE_METHODS = ('heun', 'euler', 'flow_euler')
@@ -118,6 +118,7 @@ def write_couplings(directory: str, teacher, teacher_params, *, shape, num_class
     make = jax.jit(lambda params, key: _shard_pairs(
         teacher, params, key, shard_size=shard_size, shape=tuple(shape), num_classes=num_classes,
         ode_steps=ode_steps, ode_method=ode_method, mesh=mesh))
+    progress = logs.Progress('coupling shards', len(missing), 'shards')
     for index in missing:
       noise, x0, labels = make(teacher_params, jax.random.fold_in(jax.random.key(seed), index))
       arrays = {'noise': sharding.all_rows(noise, shard_size).astype(np.float32),
@@ -127,6 +128,7 @@ def write_couplings(directory: str, teacher, teacher_params, *, shape, num_class
         tmp = shard_path(directory, index) + '.tmp.npz'
         np.savez(tmp, **arrays)
         os.replace(tmp, shard_path(directory, index))
+      progress.advance()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('fastgen couplings written')
   return meta

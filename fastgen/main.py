@@ -11,7 +11,7 @@ Any config entry can be overridden: ``--config.train.num_steps=200``. Errors in 
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow (metric writers, tfds) INFO spam.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's INFO lines, if tfds imports it.
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
@@ -40,21 +40,13 @@ def _initialize_distributed(config):
                jax.local_device_count())
 
 
-def _quiet_libraries():
-  """Keep fastgen's progress lines readable: orbax logs every save and restore at INFO."""
-  chatty = ('/orbax/', '/jax/_src/', '/clu/')
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= 30 or  # Python logging.WARNING
-      not any(part in record.pathname for part in chatty))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  _quiet_libraries()
   config = _CONFIG.value
   # Imported after flag parsing so --help and flag errors stay fast.
-  from fastgen import checkpoint, data, inference, step, train
+  from fastgen import checkpoint, data, inference, logs, step, train
+  logs.quiet_libraries()
   user_errors = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
                  data.DataUnavailableError, step.NonFiniteLossError)
   try:
@@ -92,5 +84,10 @@ def _parse_flags(argv):
   sys.exit(1)
 
 
-if __name__ == '__main__':
+def run():
+  """The ``fastgen`` console script: ``python -m fastgen.main``'s command line."""
   app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == '__main__':
+  run()

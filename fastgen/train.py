@@ -14,7 +14,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from fastgen import checkpoint, evaluate, images, metrics, sharding
+from fastgen import checkpoint, evaluate, images, logs, metrics, sharding
 from fastgen import experiment as experiment_lib
 from fastgen.step import check_finite, sampling_params
 
@@ -111,7 +111,7 @@ def _train_record(step: int, num_steps: int, host_metrics: dict, rate: float) ->
   logging.info('step %d/%d  %s  %.2f steps/s  ETA %s', step, num_steps,
                '  '.join(f'{k}={float(v):.4g}' for k, v in host_metrics.items()
                          if k.endswith('loss')),
-               rate, _format_eta((num_steps - step) / max(rate, 1e-9)))
+               rate, logs.format_eta((num_steps - step) / max(rate, 1e-9)))
   return {f'train/{k}': v for k, v in host_metrics.items()
           if not k.endswith('/finite')} | {'train/steps_per_sec': rate}
 
@@ -128,6 +128,3 @@ def _evaluate(evaluator, best, state, step) -> dict:
   return results | {'eval/seconds': time.time() - start}
 
 
-def _format_eta(seconds: float) -> str:
-  seconds = int(seconds)
-  return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

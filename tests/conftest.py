@@ -10,3 +10,5 @@ os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='fastgen-jax-cache-'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+# An empty asset cache: tests never read weights a user fetched (python -m fastgen.assets fetch).
+os.environ['FASTGEN_CACHE'] = tempfile.mkdtemp(prefix='fastgen-assets-')

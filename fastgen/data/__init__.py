@@ -14,7 +14,7 @@
   downloads them).
 """
 
-from fastgen.data import couplings, digits, folder, tfds, toy2d
+from fastgen.data import cifar10, couplings, digits, folder, imagenet, toy2d
 from fastgen.data.tfds import DataUnavailableError
 
 DATASETS = {
@@ -25,8 +25,8 @@ DATASETS = {
     'rings': toy2d.Toy2D,
     'digits': digits.make_digits,
     'folder': folder.make_folder,
-    'cifar10': tfds.TfdsStream,
-    'imagenet64': tfds.TfdsStream,
+    'cifar10': cifar10.make_cifar10,
+    'imagenet64': imagenet.make_imagenet64,
 }
 
 

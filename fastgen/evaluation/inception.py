@@ -6,8 +6,9 @@ torchvision's Inception-v3: in every A, C and E block the average pool ignores p
 'SAME' pooling), the last E block (Mixed_7c) pools with max instead of average, batch norm has no
 scale (TF: gamma = 1) and eps 1e-3, the classifier has 1008 classes.
 
-Weights are not shipped and never downloaded. Either file works, given by path
-(``eval.inception_weights`` or the environment variable ``FASTGEN_INCEPTION_WEIGHTS``):
+Weights are not shipped. Either file works, given by path (``eval.inception_weights`` or the
+environment variable ``FASTGEN_INCEPTION_WEIGHTS``); with neither, pytorch-fid's file in the asset
+cache is used, which ``python -m fastgen.assets fetch inception`` downloads and verifies:
 
 * ``inception-2015-12-05.pkl``: NVIDIA's pickled TorchScript port, the detector of StyleGAN3,
   EDM, ECT, SiD, DMD2 and NVIDIA FastGen, i.e. of the numbers in those papers (EDM's reference
@@ -45,6 +46,8 @@ import msgpack
 import numpy as np
 from flax import serialization
 from flax import traverse_util
+
+from fastgen.assets import fetch
 
 ENV_VAR = 'FASTGEN_INCEPTION_WEIGHTS'
 CONFIG_KEY = 'eval.inception_weights'
@@ -432,13 +435,21 @@ def read_torch_file(path: str) -> dict[str, np.ndarray]:
 
 
 def missing_weights_message(path: str = '') -> str:
-  where = f'{path} does not exist. ' if path else 'No Inception weights were given. '
+  where = (f'{path} does not exist. ' if path else
+           f'No Inception weights were given and {cached_weights_path()} is not there. ')
   return (
-      f'{where}FID needs the Inception-v3 2015-12-05 weights, which fastgen never downloads. '
-      f'Get {NVIDIA_FILE} (the detector of EDM/SiD/ECT/DMD2 numbers; {_NVIDIA_URL}) or '
-      f'pytorch-fid\'s {PYTORCH_FID_FILE} ({_PYTORCH_FID_URL}) on a machine with internet, copy '
-      f'it here and pass its path with --config.{CONFIG_KEY}=PATH or the environment variable '
+      f'{where}FID needs the Inception-v3 2015-12-05 weights. Run\n'
+      f'  {fetch.fetch_command("inception")}\n'
+      f'(pytorch-fid\'s {PYTORCH_FID_FILE}, verified, into the asset cache), or get '
+      f'{NVIDIA_FILE} (the detector of EDM/SiD/ECT/DMD2 numbers; {_NVIDIA_URL}) or '
+      f'{PYTORCH_FID_FILE} ({_PYTORCH_FID_URL}) on a machine with internet, copy it here and '
+      f'pass its path with --config.{CONFIG_KEY}=PATH or the environment variable '
       f'{ENV_VAR}=PATH. It is converted once to PATH{CACHE_SUFFIX} (needs torch that once).')
+
+
+def cached_weights_path() -> str:
+  """Where ``python -m fastgen.assets fetch inception`` puts pytorch-fid's file."""
+  return os.path.join(fetch.cache_dir(), PYTORCH_FID_FILE)
 
 
 def save_flax_weights(path: str, params, detector: str) -> None:
@@ -466,10 +477,13 @@ def load_flax_weights(path: str) -> tuple[dict, str]:
 
 
 def load_inception(path: str = '') -> InceptionFeatures:
-  """The FID feature extractor from ``path`` (else ``$FASTGEN_INCEPTION_WEIGHTS``): NVIDIA's
-  ``.pkl``, pytorch-fid's ``.pth`` or a converted ``.flax.msgpack``. The first load of a torch
-  file writes ``<path>.flax.msgpack`` beside it (when the folder is writable)."""
+  """The FID feature extractor from ``path`` (else ``$FASTGEN_INCEPTION_WEIGHTS``, else the
+  fetched file in the asset cache): NVIDIA's ``.pkl``, pytorch-fid's ``.pth`` or a converted
+  ``.flax.msgpack``. The first load of a torch file writes ``<path>.flax.msgpack`` beside it
+  (when the folder is writable)."""
   path = path or os.environ.get(ENV_VAR, '')
+  if not path and os.path.exists(cached_weights_path()):
+    path = cached_weights_path()
   if not path or not os.path.exists(path):
     raise FileNotFoundError(missing_weights_message(path))
   if path.endswith(CACHE_SUFFIX):

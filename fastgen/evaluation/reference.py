@@ -21,7 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from fastgen import data
+from fastgen import data, logs
 from fastgen.data import digits
 from fastgen.evaluation import extractors, frechet
 
@@ -46,8 +46,10 @@ def image_batches(data_config, num_samples: int, batch_size: int):
   config.batch_size, config.random_flip = batch_size, False
   stream = data.make_dataset(config, seed=0, process_index=jax.process_index(),
                              process_count=jax.process_count())
-  for _ in range(math.ceil(num_samples / batch_size)):
+  progress = logs.Progress('reference statistics', math.ceil(num_samples / batch_size), 'batches')
+  for _ in range(progress.total):
     yield next(stream)['x']
+    progress.advance()  # after the consumer's feature extraction of the batch
 
 
 def compute_reference(extractor, batches) -> frechet.FeatureStats:

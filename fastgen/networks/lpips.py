@@ -9,16 +9,23 @@ relu1_2, relu2_2, relu3_3, relu4_3 and relu5_3 and w_l >= 0 the learned per-chan
 differences). Inputs in [-1, 1] are shifted and scaled by LPIPS's ``ScalingLayer`` and resized
 bilinearly to ``resolution`` (rfpp resizes to 224); grayscale images are repeated to 3 channels.
 
-fastgen downloads nothing: the weights come from an ``.npz`` with arrays ``conv{k}/kernel``
-[3, 3, C_in, C_out] (HWIO) and ``conv{k}/bias`` [C_out] for VGG-16's 13 convolutions k = 0..12
-(torchvision's ``features`` convolutions in order, kernels transposed from OIHW), and ``lin{l}``
-[C_l] for l = 0..4 (the LPIPS v0.1 ``vgg.pth`` linear layers, flattened).
+The weights are an ``.npz`` with arrays ``conv{k}/kernel`` [3, 3, C_in, C_out] (HWIO) and
+``conv{k}/bias`` [C_out] for VGG-16's 13 convolutions k = 0..12 (torchvision's ``features``
+convolutions in order, kernels transposed from OIHW), and ``lin{l}`` [C_l] for l = 0..4 (the LPIPS
+v0.1 ``vgg.pth`` linear layers, flattened). Without a path, ``lpips-vgg16.npz`` in the asset cache
+is used; ``python -m fastgen.assets fetch lpips-vgg`` downloads the two official files, which the
+first load converts into it (reading them needs torch that once).
 """
+
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fastgen.assets import fetch
+
+CACHED_FILE = 'lpips-vgg16.npz'
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # (convolutions, channels)
 SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
 SCALE = np.array([0.458, 0.448, 0.450], np.float32)
@@ -36,11 +43,53 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
   return shapes
 
 
-def load_weights(path: str) -> dict[str, np.ndarray]:
-  """The LPIPS-VGG weights of ``path`` (see the module docstring), checked against VGG-16."""
-  if not path:
-    raise ValueError('the LPIPS metric needs objective.lpips_weights=<.npz of VGG-16 and LPIPS '
-                     'weights> (fastgen downloads nothing); or use metric "pseudo_huber"')
+def weights_from_torch(vgg16: dict, lpips_lin: dict) -> dict[str, np.ndarray]:
+  """The ``.npz`` layout from torchvision's VGG-16 state dict (``features.{i}.weight`` OIHW,
+  ``features.{i}.bias``) and LPIPS v0.1's (``lin{l}.model.1.weight`` [1, C_l, 1, 1])."""
+  convs = sorted({int(k.split('.')[1]) for k in vgg16 if k.startswith('features.')})
+  weights = {}
+  for k, index in enumerate(convs):
+    weights[f'conv{k}/kernel'] = np.asarray(vgg16[f'features.{index}.weight']).transpose(2, 3, 1, 0)
+    weights[f'conv{k}/bias'] = np.asarray(vgg16[f'features.{index}.bias'])
+  for block in range(len(VGG16_BLOCKS)):
+    weights[f'lin{block}'] = np.asarray(lpips_lin[f'lin{block}.model.1.weight']).reshape(-1)
+  return {k: v.astype(np.float32) for k, v in weights.items()}
+
+
+def _read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        f'converting {path} needs PyTorch once (pip install torch; the CPU build is enough) to '
+        f'write {os.path.join(fetch.cache_dir(), CACHED_FILE)}; after that torch is not '
+        f'needed') from e
+  state = torch.load(path, map_location='cpu', weights_only=True)
+  return {k: v.numpy() for k, v in state.items()}
+
+
+def cached_weights() -> str:
+  """``lpips-vgg16.npz`` in the asset cache, converted from the fetched files on first use."""
+  target = os.path.join(fetch.cache_dir(), CACHED_FILE)
+  if os.path.exists(target):
+    return target
+  try:
+    vgg16, lpips_lin = (fetch.cached_path('lpips-vgg', f.name) for f in fetch.ASSETS['lpips-vgg'])
+  except FileNotFoundError as e:
+    raise ValueError(
+        f'the LPIPS metric needs objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> '
+        f'or the fetched weights ({e}); or use metric "pseudo_huber"') from e
+  weights = weights_from_torch(_read_torch_state_dict(vgg16), _read_torch_state_dict(lpips_lin))
+  partial = target + '.partial.npz'
+  np.savez(partial, **weights)
+  os.replace(partial, target)
+  return target
+
+
+def load_weights(path: str = '') -> dict[str, np.ndarray]:
+  """The LPIPS-VGG weights of ``path`` (else the asset cache's, see the module docstring),
+  checked against VGG-16."""
+  path = path or cached_weights()
   with np.load(path) as f:
     weights = {k: np.asarray(f[k], np.float32) for k in f.files}
   for name, shape in expected_shapes().items():

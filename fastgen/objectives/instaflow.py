@@ -8,8 +8,8 @@ and is regressed onto the coupling's endpoint x0 = Phi_teacher(z):
 
   min_theta E_z [ m(G_theta(z), x0) ],   G_theta(z) = T z - T v_theta(T z, T),   T = T_MAX ~ 1,
 
-m the premetric of :func:`fastgen.objectives.reflow.endpoint_loss`. Group ``'student'``.
-Sampling: 1 step is G; k > 1 Euler steps of v_theta.
+m the metric (``objective.metric``) of :func:`fastgen.objectives.reflow.endpoint_loss`. Group
+``'student'``. Sampling: 1 step is G; k > 1 Euler steps of v_theta.
 
 Differences from the paper: pseudo-Huber by default in place of LPIPS ('lpips' needs
 ``lpips_weights``); class labels or none instead of text; k > 1 sampling steps are fastgen's

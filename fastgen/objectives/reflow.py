@@ -9,13 +9,14 @@ the student velocity is trained on the straight line between them, x_t = (1 - t)
   min_theta E_{(z, x0), t ~ p_t} [ m( v_theta(x_t, t), z - x0 ) ],
 
 minimised by E[z - x0 | x_t] (Liu et al. 2022, Eq. 3): the same marginals, straighter paths.
-Options: p_t uniform, logit-normal or 2-RF++'s U-shaped (§4.1, the default); premetric m 'l2',
-pseudo-Huber (§4.2, the default), 'lpips' or 2-RF++'s 'lpips_huber'; initialisation from the
-teacher (§4.3); couplings from the data set or solved online. t in [1e-5, 1 - 1e-5] as in the
-official code. Group ``'student'``; sampling: Euler steps of v_theta from t = T_MAX to 0.
+Options: p_t uniform, logit-normal or 2-RF++'s U-shaped (§4.1, the default); metric m (the paper's
+premetric) 'l2', pseudo-Huber (§4.2, the default), 'lpips' or 2-RF++'s 'lpips_huber'; initialisation
+from the teacher (§4.3); couplings from the data set or solved online. t in [1e-5, 1 - 1e-5] as in
+the official code. Group ``'student'``; sampling: Euler steps of v_theta from t = T_MAX to 0.
 
-Differences from the official code: the default premetric is pseudo-Huber, not LPIPS-Huber
-(fastgen ships no VGG weights; 'lpips' needs ``lpips_weights``).
+Differences from the official code: the default metric is pseudo-Huber, not LPIPS-Huber
+(fastgen ships no VGG weights; 'lpips' reads ``lpips_weights``, or the weights that
+``python -m fastgen.assets fetch lpips-vgg`` caches).
 
 Options, couplings and the flow convention in full: docs/rules/rectified_flows.md.
 """
@@ -130,10 +131,7 @@ class CouplingStudent(base.Objective):
     check_option('metric', self.metric, METRICS)
     check_option('couplings', self.couplings, COUPLINGS)
     if self.metric in PERCEPTUAL and not self.lpips_weights:
-      raise ValueError(f'objective.metric={self.metric!r} needs '
-                       f'objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> (see '
-                       f'fastgen/networks/lpips.py; fastgen downloads nothing), or use '
-                       f'metric "pseudo_huber"')
+      lpips.cached_weights()  # the fetched weights, else one error naming both ways to give them
 
   def init(self, rng, batch, teacher_params):
     labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])

@@ -16,7 +16,7 @@ Phi_2 Euler steps of the 2-flow, x0_guide the 2-flow followed from the point
 Group ``'student'``; frozen ``'two_flow'`` and ``'stage'``.
 
 Differences from the official code: no horizontal flip of the coupling pairs; LPIPS only with
-``lpips_weights`` (the default premetric is the official default, 'l2').
+``lpips_weights`` (the default metric is the official default, 'l2').
 
 Both stages in full: docs/rules/rectified_flows.md.
 """

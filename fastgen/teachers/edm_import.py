@@ -464,6 +464,14 @@ def main(argv):
   for signum in _HANDLED_SIGNALS:
     signal.signal(signum, _raise_interrupted)
   sys.unraisablehook = _hide_swallowed_interrupt
+  import time
+  from absl import logging
+  from fastgen import logs
+  logs.quiet_libraries()  # orbax's INFO lines, unless --verbosity=1
+  start = time.time()
+  if os.path.exists(argv[1]):
+    logging.info('converting %s (%.1f MB) into %s', argv[1], os.path.getsize(argv[1]) / 1e6,
+                 _WORKDIR.value)
   try:
     network_config = import_to_workdir(argv[1], _WORKDIR.value, _CONFIG.value)
   except (EDMImportError, OSError, pickle.UnpicklingError) as e:
@@ -474,7 +482,7 @@ def main(argv):
                else 'not written')
     print(f'fastgen: error: interrupted by {e}; {_WORKDIR.value} {written}', file=sys.stderr)
     sys.exit(128 + e.signum)
-  print(f'wrote {_WORKDIR.value}: {network_config}')
+  print(f'wrote {_WORKDIR.value} in {time.time() - start:.1f} s: {network_config}')
 
 
 if __name__ == '__main__':

@@ -172,14 +172,17 @@ def test_wrong_shape_and_unknown_tensors_are_reported(state_dict):
 
 def test_missing_weights_message(monkeypatch, tmp_path):
   monkeypatch.delenv(inception.ENV_VAR, raising=False)
+  monkeypatch.setenv('FASTGEN_CACHE', str(tmp_path / 'cache'))
   for path in ('', str(tmp_path / 'nowhere.pkl')):
     with pytest.raises(FileNotFoundError) as error:
       inception.load_inception(path)
     message = str(error.value)
     for needed in (inception.NVIDIA_FILE, inception.PYTORCH_FID_FILE, inception.ENV_VAR,
-                   inception.CONFIG_KEY):
+                   inception.CONFIG_KEY, 'python -m fastgen.assets fetch inception'):
       assert needed in message
   assert 'nowhere.pkl does not exist' in message
+  assert str(tmp_path / 'cache' / inception.PYTORCH_FID_FILE) in str(
+      pytest.raises(FileNotFoundError, inception.load_inception, '').value)
 
 
 def test_converted_file_round_trip(converted, tmp_path, monkeypatch):
@@ -193,6 +196,14 @@ def test_converted_file_round_trip(converted, tmp_path, monkeypatch):
     f.write(b'\x80not msgpack of ours')
   with pytest.raises(ValueError, match='delete it to re-convert'):
     inception.load_inception(path)
+  # No path, no variable: the fetched file in the asset cache (here its conversion beside it).
+  monkeypatch.delenv(inception.ENV_VAR)
+  monkeypatch.setenv('FASTGEN_CACHE', str(tmp_path / 'cache'))
+  fetched = inception.cached_weights_path()
+  os.makedirs(os.path.dirname(fetched))
+  open(fetched, 'wb').close()
+  inception.save_flax_weights(fetched + inception.CACHE_SUFFIX, *converted)
+  assert inception.load_inception().detector == converted[1]
 
 
 def test_torch_file_needs_torch_or_converts(state_dict, tmp_path):
