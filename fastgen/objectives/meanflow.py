@@ -52,11 +52,17 @@ class AverageVelocity(Network):
     return self._apply(params, z, times, labels, train, rng).astype(z.dtype)
 
 
-def sample_times(rng, shape, mu, sigma, ratio_r_neq_t):
-  """(r, t): r <= t, each the sorted pair of two sigmoid(N(mu, sigma^2)) draws; r = t for a
-  fraction 1 - ``ratio_r_neq_t``."""
+TIME_DISTRIBUTIONS = ('logit_normal', 'uniform')
+
+
+def sample_times(rng, shape, mu, sigma, ratio_r_neq_t, distribution='logit_normal'):
+  """(r, t): r <= t, the sorted pair of two draws of sigmoid(N(mu, sigma^2)) (or U(0, 1), the
+  paper's other sampler, Table 1); r = t for a fraction 1 - ``ratio_r_neq_t``."""
   key_a, key_b, key_eq = jax.random.split(rng, 3)
-  a, b = (jax.nn.sigmoid(mu + sigma * jax.random.normal(k, shape)) for k in (key_a, key_b))
+  if distribution == 'uniform':
+    a, b = (jax.random.uniform(k, shape) for k in (key_a, key_b))
+  else:
+    a, b = (jax.nn.sigmoid(mu + sigma * jax.random.normal(k, shape)) for k in (key_a, key_b))
   t, r = jnp.maximum(a, b), jnp.minimum(a, b)
   equal = jax.random.uniform(key_eq, shape) >= ratio_r_neq_t
   return jnp.where(equal, t, r), t
@@ -79,12 +85,18 @@ def adaptive_loss(u, target, power, c):
 class MeanFlow:
   """Train a one-step average-velocity model from data; group 'student'."""
   denoiser: Denoiser            # config.network: its raw network becomes u_theta
+  time_distribution: str = 'logit_normal'
   time_mu: float = -0.4
   time_sigma: float = 1.0
   ratio_r_neq_t: float = 0.25
   weight_power: float = 1.0     # p; 0: plain squared L2
   weight_c: float = 1e-3
   groups = ('student',)
+
+  def __post_init__(self):
+    if self.time_distribution not in TIME_DISTRIBUTIONS:
+      raise ValueError(f'unknown objective.time_distribution {self.time_distribution!r}; known: '
+                       f'{", ".join(TIME_DISTRIBUTIONS)}')
 
   @property
   def student(self) -> AverageVelocity:
@@ -101,7 +113,8 @@ class MeanFlow:
     del group, ema_params, teacher_params, step
     key_t, key_e, key_dropout = jax.random.split(rng, 3)
     x, labels = batch['x'], self._labels(batch['label'])
-    r, t = sample_times(key_t, x.shape[:1], self.time_mu, self.time_sigma, self.ratio_r_neq_t)
+    r, t = sample_times(key_t, x.shape[:1], self.time_mu, self.time_sigma, self.ratio_r_neq_t,
+                        self.time_distribution)
     e = jax.random.normal(key_e, x.shape)
     z = (1 - diffusion.expand_like(t, x)) * x + diffusion.expand_like(t, x) * e
     u_fn = lambda z, r, t: self.student(params['student'], z, r, t, labels, train=True,
