@@ -15,7 +15,7 @@ def get_config():
   config.data.update(name='gmm2d', batch_size=512)
   config.network.update(name='mlp', hidden=128, depth=3, parameterization='flow')
   config.teacher.update(kind='none')
-  config.objective.update(name='meanflow', time_mu=-0.4, time_sigma=1.0, ratio_r_neq_t=0.25,
+  config.objective.update(name='meanflow', time_distribution='logit_normal', time_mu=-0.4, time_sigma=1.0, ratio_r_neq_t=0.25,
                           weight_power=1.0, weight_c=1e-3)
   config.optim.update(lr=1e-3, warmup_steps=100, grad_clip=1.0)
   config.train.update(num_steps=3000, log_every=200, checkpoint_every=1000, sample_every=1000,
