@@ -35,7 +35,8 @@ class ResidualBlock(nn.Module):
 
 
 class MLP(nn.Module):
-  """Denoiser network F(x, noise_cond, labels) for x of shape [B, D]; returns float32 [B, D]."""
+  """Denoiser network F(x, noise_cond, labels) for x of shape [B, D]; returns float32 [B, D].
+  ``noise_cond`` is [B], or [B, k] for k time inputs (:func:`fastgen.networks.unet.embed_times`)."""
   hidden: int = 256
   depth: int = 4
   emb_dim: int = 128
@@ -50,12 +51,13 @@ class MLP(nn.Module):
     dense = lambda features, name, init=unet.INIT: nn.Dense(
         features, kernel_init=init, dtype=self.dtype, param_dtype=jnp.float32, name=name)
 
-    emb = unet.positional_embedding(noise_cond, self.emb_dim, endpoint=True)
+    emb = unet.embed_times(noise_cond,
+                           lambda c: unet.positional_embedding(c, self.emb_dim, endpoint=True))
     if self.num_classes:
       if labels is None:
         labels = jnp.full(x.shape[:1], self.num_classes, jnp.int32)
       onehot = jax.nn.one_hot(labels, self.num_classes) * np.sqrt(self.num_classes)
-      emb = emb + nn.Dense(self.emb_dim, use_bias=False, kernel_init=unet.INIT, dtype=self.dtype,
+      emb = emb + nn.Dense(emb.shape[-1], use_bias=False, kernel_init=unet.INIT, dtype=self.dtype,
                            param_dtype=jnp.float32, name='map_label')(onehot)
     emb = nn.silu(dense(self.emb_dim, 'map_layer0')(emb))
     emb = nn.silu(dense(self.emb_dim, 'map_layer1')(emb))

@@ -57,6 +57,15 @@ def positional_embedding(x, num_channels: int, max_positions: int = 10000, endpo
   return jnp.concatenate([jnp.cos(x), jnp.sin(x)], axis=1)
 
 
+def embed_times(noise_cond, embed):
+  """``embed(noise_cond)`` for one time per example ([B]), or the concatenation of ``embed`` of
+  each column for several ([B, k], e.g. MeanFlow's (t, t - r)); the dense layer that follows then
+  sums one learned embedding per time."""
+  if noise_cond.ndim == 1:
+    return embed(noise_cond)
+  return jnp.concatenate([embed(noise_cond[:, i]) for i in range(noise_cond.shape[1])], axis=1)
+
+
 def _resample_kernel(resample_filter, channels: int, dtype):
   """EDM Conv2d's depthwise resampling filter f f^T / sum(f)^2, as an HWIO kernel [k, k, 1, C]."""
   f = np.asarray(resample_filter, np.float32)
@@ -222,6 +231,8 @@ class SongUNet(nn.Module):
   fed [x, skip]; the finest level ends in aux_norm -> silu -> aux_conv. Attention at
   ``attn_resolutions``; resampling with ``resample_filter`` ([1, 1] DDPM++, [1, 3, 3, 1] NCSN++).
   Labels are ignored when ``num_classes=0``. Returns float32 of x's shape with ``out_channels``.
+  ``noise_cond`` is [B], or [B, k] for k time inputs, whose embeddings are concatenated
+  (:func:`embed_times`).
   """
   img_resolution: int
   in_channels: int
@@ -265,15 +276,16 @@ class SongUNet(nn.Module):
 
     # Mapping. EDM swaps the halves of its noise embedding to [sin, cos].
     if self.embedding_type == 'positional':
-      emb = positional_embedding(noise_cond, noise_channels, endpoint=True)
+      embed = lambda c: positional_embedding(c, noise_channels, endpoint=True)
     else:
-      emb = FourierEmbedding(noise_channels, name='map_noise')(noise_cond)
-    emb = jnp.concatenate(jnp.split(emb, 2, axis=1)[::-1], axis=1)
+      embed = FourierEmbedding(noise_channels, name='map_noise')
+    emb = embed_times(noise_cond, lambda c: jnp.concatenate(jnp.split(embed(c), 2, axis=1)[::-1],
+                                                            axis=1))
     if self.num_classes:
       if labels is None:
         labels = jnp.full(x.shape[:1], self.num_classes, jnp.int32)
       onehot = jax.nn.one_hot(labels, self.num_classes) * np.sqrt(self.num_classes)
-      emb = emb + nn.Dense(noise_channels, use_bias=False, kernel_init=INIT, dtype=self.dtype,
+      emb = emb + nn.Dense(emb.shape[-1], use_bias=False, kernel_init=INIT, dtype=self.dtype,
                            param_dtype=jnp.float32, name='map_label')(onehot)
     emb = nn.silu(dense(emb_channels, 'map_layer0')(emb))
     emb = nn.silu(dense(emb_channels, 'map_layer1')(emb))

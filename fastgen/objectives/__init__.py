@@ -4,8 +4,8 @@ dataclass subclassing :class:`fastgen.objectives.base.Objective` (the contract).
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, instaflow,
-                                progressive, reflow, sid, slimflow)
+from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, instaflow, meanflow,
+                                progressive, reflow, scm, sid, slimflow)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
@@ -14,8 +14,11 @@ OBJECTIVES = {
     'edm': edm.EDM,
     'flow_matching': flow_matching.FlowMatching,
     'instaflow': instaflow.InstaFlow,
+    'meanflow': meanflow.MeanFlow,
     'pd': progressive.ProgressiveDistillation,
     'reflow': reflow.Reflow,
+    'scd': scm.SCD,
+    'sct': scm.SCT,
     'sid': sid.SiD,
     'slimflow': slimflow.SlimFlow,
 }
