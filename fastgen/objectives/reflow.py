@@ -80,10 +80,10 @@ def init_lpips(objective) -> dict:
   return {'lpips': jax.tree.map(jnp.asarray, lpips.load_weights(objective.lpips_weights))}
 
 
-def flow_euler(velocity_fn, noise, num_steps: int):
-  """Euler on dx/dt = v(x, t) from x = T_MAX z at t = T_MAX down a uniform grid to t = 0."""
-  return samplers.flow_euler_sampler(velocity_fn, T_MAX * noise,
-                                     jnp.linspace(T_MAX, 0.0, num_steps + 1))
+def flow_euler(velocity_fn, noise, num_steps: int, t_start: float = T_MAX):
+  """Euler on dx/dt = v(x, t) from x = T z at t = T = ``t_start`` down a uniform grid to t = 0."""
+  return samplers.flow_euler_sampler(velocity_fn, t_start * noise,
+                                     jnp.linspace(t_start, 0.0, num_steps + 1))
 
 
 def check_option(name: str, value, known):
