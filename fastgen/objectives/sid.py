@@ -109,8 +109,9 @@ class SiD(base.Objective):
       real = batch['x'] if self.adversarial else None
       real_labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
       denoising, discriminator, sigma = fake_score.fake_score_losses(
-          self.denoiser, params['fake_score'], x_g, labels, key_loss, p_mean=self.p_mean,
-          p_std=self.p_std, x_real=real, real_labels=real_labels)
+          self.denoiser, params['fake_score'], x_g, labels, key_loss,
+          sample_sigma=lambda key, shape: diffusion.sample_lognormal_sigma(
+              key, shape, self.p_mean, self.p_std), x_real=real, real_labels=real_labels)
       loss = jnp.mean(denoising)
       metrics = {}
       if self.adversarial:  # SiDA: lambda_D lambda(sigma) (BCE_real + BCE_fake) / (2 D)

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from fastgen import configs, objectives, teachers
+from fastgen import configs, diffusion, objectives, teachers
 from fastgen import step as step_lib
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
@@ -94,6 +94,34 @@ def test_two_time_scale_updates_leave_a_skipped_generator_untouched():
     state = new
 
 
+@pytest.mark.parametrize('fake_score_sigma', ['karras_grid', 'lognormal'])
+def test_fake_score_and_classifier_see_one_noise_distribution(monkeypatch, fake_score_sigma):
+  # Official DMD2 (edm_guidance.py): compute_loss_fake and compute_cls_logits (real and fake each
+  # its own t, in the classifier's loss and the generator's GAN term) draw t ~ U{0..999} of the
+  # 1000-point Karras grid, the DM loss t ~ U{20..980}: here u ~ U[0, 1] and U[0.02, 0.98] on
+  # the continuous grid. Recorded: the u range of every Karras-grid draw of each group's loss.
+  ranges = []
+  sample = diffusion.sample_karras_sigma
+  monkeypatch.setattr(diffusion, 'sample_karras_sigma', lambda rng, shape, u_min, u_max, *a: (
+      ranges.append((u_min, u_max)) or sample(rng, shape, u_min, u_max, *a)))
+  teacher, teacher_params = teachers.analytic_teacher('gmm2d')
+  objective = dmd.DMD(_mlp_denoiser(), teacher, init_from_teacher=False, gan_generator_weight=3e-3,
+                      gan_discriminator_weight=1e-2, fake_score_sigma=fake_score_sigma)
+  params = objective.init(jax.random.key(0), _batch(), teacher_params)
+  draws = {}
+  for group in objective.groups:
+    ranges.clear()
+    objective.loss(group, params, None, teacher_params, _batch(), jax.random.key(1), 0)
+    draws[group] = sorted(ranges)
+  official = fake_score_sigma == 'karras_grid'
+  assert draws['fake_score'] == ([(0.0, 1.0)] * 2 if official else [])  # generated, real
+  assert draws['generator'] == ([(0.0, 1.0)] if official else []) + [(0.02, 0.98)]  # GAN, DM
+
+
+def test_dmd2_cifar_has_the_official_networks_dropout():
+  assert configs.get_config('dmd2_cifar').network.dropout == 0.0  # DMD2 edm_network.py
+
+
 @pytest.mark.parametrize('options, message', [
     (dict(regression_weight=0.25, student_steps=2), 'student_steps=1'),
     (dict(gan_generator_weight=1e-3), 'gan_discriminator_weight'),
@@ -101,6 +129,7 @@ def test_two_time_scale_updates_leave_a_skipped_generator_untouched():
     (dict(regression_weight=0.25, sigma_init=2.5), 'sigma_max = 80'),
     (dict(divergence='js'), 'density ratio'),
     (dict(divergence='hellinger'), 'unknown objective.divergence'),
+    (dict(fake_score_sigma='uniform'), 'unknown objective.fake_score_sigma'),
 ])
 def test_bad_options_are_refused(options, message):
   with pytest.raises(ValueError, match=message):
@@ -108,7 +137,7 @@ def test_bad_options_are_refused(options, message):
 
 
 def test_the_renamed_sigma_gen_is_refused_naming_sigma_init():
-  config = dmd_gmm2d.get_config()
+  config = configs.get_config('dmd_gmm2d')
   config.objective['sigma_gen'] = 80.0
   with pytest.raises(ValueError, match='objective.sigma_gen was renamed to objective.sigma_init'):
     objectives.make_objective(config, teachers.analytic_teacher('gmm2d')[0])
