@@ -29,7 +29,8 @@ the teacher of the instaflow config of its data set.
   ``cifar10_ve_aug.json``). Differences: pseudo-Huber instead of LPIPS-Huber with LPIPS / t (no
   VGG weights; with them, ``--config.objective.metric=lpips_huber
   --config.objective.lpips_weights=<file> --config.objective.lpips_divide_by_t=True`` is the
-  official loss), 200k steps instead of 800k, 200k couplings solved once with Heun 18 (35 NFE) instead of the paper's 4M pairs, kept as float32
+  official loss), 200k steps instead of 800k, 200k couplings solved once with Heun 18 (35 NFE)
+  instead of the paper's 4M pairs, kept as float32
   (4.9 GB in <workdir>/couplings, read into host memory). The data set (``data.source``) gives
   shapes and the FID reference.
 """

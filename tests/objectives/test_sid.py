@@ -73,7 +73,8 @@ def test_fake_score_learns_on_inference_mode_generator_samples(monkeypatch):
   samples = []
   real_losses = sid.fake_score.fake_score_losses
   monkeypatch.setattr(sid.fake_score, 'fake_score_losses',
-                      lambda d, p, x_g, *a, **k: samples.append(x_g) or real_losses(d, p, x_g, *a, **k))
+                      lambda d, p, x_g, *a, **k: (samples.append(x_g) or
+                                                  real_losses(d, p, x_g, *a, **k)))
   loss = lambda objective, group: objective.loss(group, params, None, teacher_params, _batch(),
                                                  jax.random.key(3), 0)[0]
   for objective in objectives_:
