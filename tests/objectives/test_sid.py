@@ -108,7 +108,7 @@ def test_noise_levels_are_the_official_tmax_rule():
 
 
 def test_the_renamed_tmax_is_refused_with_its_conversion():
-  config = sid_gmm2d.get_config()
+  config = configs.get_config('sid_gmm2d')
   config.objective['tmax'] = 800
   with pytest.raises(ValueError, match=r'objective.tmax was renamed to objective.u_max: use '
                                        r'objective.u_max = tmax / 1000'):
