@@ -104,7 +104,7 @@ class Denoiser(Network):
     t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
     if self.parameterization == 'flow':
       return self._apply(params, x_t, FLOW_NOISE_SCALE * t, labels, train, rng).astype(x_t.dtype)
-    return velocity_from_denoiser(self, params, x_t, t, labels)
+    return velocity_from_denoiser(self, params, x_t, t, labels, train=train, rng=rng)
 
 
 def conditioning_labels(model: Any, labels):
@@ -118,9 +118,12 @@ def uniform_labels(rng, batch_size: int, num_classes: int):
   return jax.random.randint(rng, (batch_size,), 0, num_classes) if num_classes else None
 
 
-def velocity_from_denoiser(denoiser: Any, params, x_t, t, labels=None) -> jax.Array:
-  """v(x_t, t) of any denoiser: x0 = D(x_t / (1 - t), t / (1 - t)), v = (x_t - x0) / t. Needs t < 1."""
-  x0 = denoiser(params, diffusion.flow_to_edm(x_t, t), diffusion.flow_t_to_sigma(t), labels)
+def velocity_from_denoiser(denoiser: Any, params, x_t, t, labels=None, *, train=False,
+                           rng=None) -> jax.Array:
+  """v(x_t, t) of any denoiser: x0 = D(x_t / (1 - t), t / (1 - t)), v = (x_t - x0) / t. Needs t < 1.
+  ``train`` and ``rng`` (dropout) go to the denoiser."""
+  x0 = denoiser(params, diffusion.flow_to_edm(x_t, t), diffusion.flow_t_to_sigma(t), labels,
+                train=train, rng=rng)
   return diffusion.x0_to_velocity(x_t, t, x0)
 
 

@@ -37,14 +37,15 @@ DATA_SETS = ('gmm2d', 'digits', 'cifar')
 
 def distribution_matching(data: str):
   """The data preset with what DMD and DMD2 share: the EDM teacher, generator input sigma 80,
-  the fake score's log-normal noise levels, and the optimizer of each data set."""
+  the fake score's noise levels uniform on the Karras grid (the objective's default), and the
+  optimizer of each data set."""
   config = data_presets.start(data)
   config.teacher.update(data_presets.EDM_TEACHERS[data])
-  config.objective.update(name='dmd', sigma_init=80.0, p_mean=-1.2, p_std=1.2,
+  config.objective.update(name='dmd', sigma_init=80.0, fake_score_sigma='karras_grid',
                           init_from_teacher=True)
   config.optim.update(lr=1e-4, warmup_steps=0, b1=0.0, b2=0.999, eps=1e-8, grad_clip=10.0)
   if data == 'gmm2d':
-    config.objective.update(p_mean=-0.4, p_std=1.4, init_from_teacher=False)
+    config.objective.update(init_from_teacher=False)
     config.optim.update(warmup_steps=100, grad_clip=1.0)
   elif data == 'cifar':
     config.optim.update(lr=2e-6, b1=0.9, weight_decay=0.01)

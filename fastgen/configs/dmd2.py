@@ -25,9 +25,9 @@ sigma 80. The real data for the classifier is the data set (``batch['x']``).
   reports ImageNet-64, not CIFAR-10; these are the settings of its ImageNet-64 script: generator
   and fake score from the teacher, lr 2e-6 for both, AdamW betas (0.9, 0.999) and weight decay
   0.01, gradient-norm clipping at 10, batch 280 (7 x 40). Real images for the classifier: the
-  CIFAR-10 training set. Differences: the classifier head is two dense layers on the flattened
-  8x8 bottleneck, not DMD2's strided convs, and the fake score's noise levels are EDM's
-  log-normal, not uniform on the Karras grid.
+  CIFAR-10 training set; dropout 0, as DMD2's EDM networks (``main/edm/edm_network.py``).
+  Differences: the classifier head is two dense layers on the flattened 8x8 bottleneck, not
+  DMD2's strided convs.
 """
 
 from fastgen.configs import data_presets, dmd
@@ -47,4 +47,5 @@ def get_config(arg: str = 'gmm2d'):
     config.train.update(num_steps=5000, ema_decay=0.999)
   else:
     config.data.batch_size = 280
+    config.network.dropout = 0.0
   return config

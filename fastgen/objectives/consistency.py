@@ -145,10 +145,12 @@ def cd_loss(online_fn, target_fn, teacher_step, x0, rng, sigmas, metric):
 
 def ct_num_points(step, total_steps: int, s0: int, s1: int):
   """iCT discretisation curriculum (Song & Dhariwal 2023, §3.4):
-  N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2(s1 / s0) + 1))."""
-  num_doublings = int(math.log2(s1 / s0))
-  stage_steps = max(total_steps // (num_doublings + 1), 1)
-  doublings = jnp.minimum(step // stage_steps, num_doublings)
+  N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2 floor(s1 / s0) + 1)), the
+  logarithm not rounded, so the last stage reaches s1 for any ratio (s0 = 10, s1 = 1000:
+  N = 1001)."""
+  log_ratio = math.log2(s1 // s0)
+  stage_steps = max(int(total_steps // (log_ratio + 1)), 1)
+  doublings = jnp.minimum(step // stage_steps, math.ceil(log_ratio))  # past s1 the min holds N
   return jnp.minimum(s0 * 2**doublings, s1) + 1
 
 

@@ -15,12 +15,21 @@ alpha_t = 1) at x_t = x_g + sigma eps, sigma on EDM's continuous grid at u ~ U[u
 applied as L_DM = 0.5 mean_d ||x_g - sg(x_g - grad)||^2, plus DMD's regression on teacher-ODE
 pairs (``regression_weight``) or DMD2's non-saturating GAN term (DMD2 Eq. 4). DMD2's two
 time-scale rule updates the generator once per ``fake_score_updates_per_generator_update``
-steps.
+steps. The fake score, and the classifier on real and generated samples (each at its own noise
+level) for both its loss and the generator's GAN term, see one distribution,
+``fake_score_sigma``: by default the official 'karras_grid', sigma on EDM's grid at u ~ U[0, 1]
+(DMD2 ``compute_loss_fake`` and ``compute_cls_logits``: t ~ U{0, ..., 999} of its 1000-point
+Karras grid), with the EDM weight lambda(sigma) = 1 / sigma^2 + 1 / sigma_data^2.
 
 Differences from the official code:
 * squared L2 in place of DMD's and DMD2's LPIPS;
-* DMD2's classifier is a two-layer dense head on the flattened bottleneck, not strided convs,
-  and sees the fake score's log-normal sigma, not its own uniform noise levels;
+* DMD2's classifier is a two-layer dense head on the flattened bottleneck, not strided convs;
+  its logits of generated samples in the fake-score update come from the denoising call (same
+  sigma distribution as the official separate call, same noisy sample);
+* the Karras grid is read continuously (u ~ U[0, 1], as the DM loss's u ~ U[u_min, u_max]), not
+  at the 1000 points; ``fake_score_sigma='lognormal'`` keeps EDM's log-normal (fastgen's former
+  default), which puts 1% of the fake score's training above sigma = 5 where the DM loss puts
+  42% of its queries;
 * classifier-free guidance of the real score only through ``guidance_scale``;
 * f-distill's weights are normalised to mean 1 over the batch (fastgen's choice).
 
@@ -55,6 +64,7 @@ def distribution_matching_loss(x_g, f_real, f_fake):
 
 
 DIVERGENCES = ('reverse_kl', 'forward_kl', 'js')
+FAKE_SCORE_SIGMAS = ('karras_grid', 'lognormal')
 
 
 def f_divergence_weight(logits, divergence: str):
@@ -93,7 +103,8 @@ class DMD(base.Objective):
   head_hidden: int = 256
   divergence: str = 'reverse_kl'       # f-distill's weighting (forward_kl, js need the GAN head)
   fake_score_updates_per_generator_update: int = 1  # DMD2's TTUR ratio (ImageNet-64: 5)
-  p_mean: float = -1.2          # fake-score EDM loss noise distribution
+  fake_score_sigma: str = 'karras_grid'  # the fake score's and classifier's noise levels
+  p_mean: float = -1.2          # fake_score_sigma='lognormal': ln sigma ~ N(p_mean, p_std^2)
   p_std: float = 1.2
   init_from_teacher: bool = True
   groups = ('fake_score', 'generator')
@@ -120,6 +131,9 @@ class DMD(base.Objective):
                        'the GAN discriminator estimates: set objective.gan_generator_weight and '
                        'gan_discriminator_weight > 0')
     fake_score.check_grid_fractions(self.u_min, self.u_max)
+    if self.fake_score_sigma not in FAKE_SCORE_SIGMAS:
+      raise ValueError(f'unknown objective.fake_score_sigma {self.fake_score_sigma!r}; known: '
+                       f'{", ".join(FAKE_SCORE_SIGMAS)}')
 
   @property
   def adversarial(self) -> bool:
@@ -148,6 +162,15 @@ class DMD(base.Objective):
     if group == 'generator':
       return (step + 1) % self.fake_score_updates_per_generator_update == 0
     return jnp.array(True)
+
+  def _fake_score_sigma(self, rng, shape):
+    """The fake score's and the classifier's noise levels: 'karras_grid' sigma = karras_sigma(u),
+    u ~ U[0, 1] (DMD2's t ~ U{0, ..., 999} on its 1000-point Karras grid, read continuously as
+    the DM loss's u), or EDM's 'lognormal' ln sigma ~ N(p_mean, p_std^2)."""
+    if self.fake_score_sigma == 'karras_grid':
+      return diffusion.sample_karras_sigma(rng, shape, 0.0, 1.0, self.sigma_min, self.sigma_max,
+                                           self.rho)
+    return diffusion.sample_lognormal_sigma(rng, shape, self.p_mean, self.p_std)
 
   def _generate(self, generator_params, x, sigma, labels, *, train=False, rng=None):
     """x_g = G_theta(x, sigma) = D_theta(x, sigma); one step from noise: x = sigma_init z."""
@@ -183,9 +206,9 @@ class DMD(base.Objective):
     real_labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
     if group == 'fake_score':
       denoising, discriminator, _ = fake_score.fake_score_losses(
-          self.denoiser, fake['denoiser'], x_g, labels, key_loss, p_mean=self.p_mean,
-          p_std=self.p_std, x_real=batch['x'] if self.adversarial else None,
-          real_labels=real_labels, head_params=fake.get('head'))
+          self.denoiser, fake['denoiser'], x_g, labels, key_loss,
+          sample_sigma=self._fake_score_sigma, x_real=batch['x'] if self.adversarial else None,
+          real_labels=real_labels, head_params=fake.get('head'), independent_real=True)
       loss = jnp.mean(denoising)
       metrics = {}
       if self.adversarial:
@@ -193,19 +216,20 @@ class DMD(base.Objective):
         loss = loss + self.gan_discriminator_weight * metrics['discriminator_loss']
       return loss, {'loss': loss, **metrics}
 
-    key_sigma, key_eps, key_reg = jax.random.split(key_loss, 3)
+    key_sigma, key_eps, key_reg, key_gan = jax.random.split(key_loss, 4)
     sigma = diffusion.sample_karras_sigma(key_sigma, shape[:1], self.u_min, self.u_max,
                                           self.sigma_min, self.sigma_max, self.rho)
     x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
     teacher_labels = denoiser_lib.conditioning_labels(self.teacher, labels)
     f_real = denoiser_lib.guided(self.teacher, teacher_params, x_t, sigma, teacher_labels,
                                  self.guidance_scale)
-    if self.adversarial:
-      f_fake, features = self.denoiser.with_features(fake['denoiser'], x_t, sigma, labels)
-    else:
-      f_fake = self.denoiser(fake['denoiser'], x_t, sigma, labels)
+    f_fake = self.denoiser(fake['denoiser'], x_t, sigma, labels)
     matching = distribution_matching_loss(x_g, f_real, f_fake)
-    if self.adversarial:
+    if self.adversarial:  # the classifier at its own noise level (DMD2 compute_cls_logits)
+      key_gan_sigma, key_gan_eps = jax.random.split(key_gan)
+      sigma_gan = self._fake_score_sigma(key_gan_sigma, shape[:1])
+      x_gan = x_g + diffusion.expand_like(sigma_gan, x_g) * jax.random.normal(key_gan_eps, shape)
+      features = self.denoiser.with_features(fake['denoiser'], x_gan, sigma_gan, labels)[1]
       logits = fake_score.discriminator_logits(features, fake['head'])
       matching = matching * f_divergence_weight(logits, self.divergence)
     matching = jnp.mean(matching)

@@ -9,7 +9,8 @@ branch), trained with the GAN's binary cross-entropy (Goodfellow et al. 2014, Eq
   -log D(real) - log(1 - D(fake)),   generator: -log D(G(z)) (non-saturating, DMD2 Eq. 4).
 
 Differences from the official code: DMD2's strided-convolution head is a two-layer dense head
-here, and its classifier sees the fake score's log-normal sigma, not its own uniform levels.
+here; DMD2's classifier logits of generated samples come from the fake score's denoising call
+(the same sigma distribution as the official separate call, the same noisy sample).
 
 Details: docs/rules/fake_score.md.
 """
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from fastgen import diffusion
-from fastgen.objectives import consistency, edm
+from fastgen.objectives import consistency
 
 
 def check_adversarial_weights(generator_weight, discriminator_weight):
@@ -82,31 +83,39 @@ def generator_adversarial_loss(logits_fake):
   return jnp.mean(jax.nn.softplus(-logits_fake), axis=-1)
 
 
-def fake_score_losses(denoiser, denoiser_params, x_g, labels, rng, *, p_mean, p_std,
-                      x_real=None, real_labels=None, head_params=None):
+def fake_score_losses(denoiser, denoiser_params, x_g, labels, rng, *, sample_sigma,
+                      x_real=None, real_labels=None, head_params=None, independent_real=False):
   """The fake score's per-example losses ``(denoising, discriminator, sigma)``.
 
   ``denoising`` is the EDM loss lambda(sigma) mean_d ||f_psi(sg(x_g) + sigma eps) - sg(x_g)||^2
-  (:func:`fastgen.objectives.edm.denoising_loss`). With real data ``x_real`` (shaped like x_g)
-  the same network call also classifies: noisy generated and noisy real samples, at the same
-  sigma and noise eps (SiDA's official ``fakescore_discriminator_share_encoder_loss``), give
-  logits whose :func:`discriminator_loss` is returned with that sigma; else both are None.
+  with sigma = ``sample_sigma(key, [B])`` (SiD: EDM's log-normal; DMD: uniform on the Karras
+  grid). With real data ``x_real`` (shaped like x_g) the same network call also classifies noisy
+  generated and noisy real samples, whose logits' :func:`discriminator_loss` is returned with the
+  generated samples' sigma; else both are None. The real samples share sigma and eps with the
+  generated ones (SiDA's official ``fakescore_discriminator_share_encoder_loss``), or with
+  ``independent_real`` draw their own (DMD2's ``compute_cls_logits``, one call per batch).
   """
   x_g = jax.lax.stop_gradient(x_g)
-  if x_real is None:
-    return edm.denoising_loss(denoiser, denoiser_params, x_g, labels, rng, p_mean=p_mean,
-                              p_std=p_std), None, None
-  if x_real.shape != x_g.shape:
-    raise ValueError(f'real data {x_real.shape} and generator samples {x_g.shape} differ in shape')
   key_sigma, key_eps, key_dropout = jax.random.split(rng, 3)
   batch_size = x_g.shape[0]
-  sigma = diffusion.sample_lognormal_sigma(key_sigma, (batch_size,), p_mean, p_std)
+  sigma = sample_sigma(key_sigma, (batch_size,))
   noise = diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, x_g.shape)
+  weight = diffusion.edm_loss_weight(sigma, denoiser.sigma_data)
+  if x_real is None:
+    x0_hat = denoiser(denoiser_params, x_g + noise, sigma, labels, train=True, rng=key_dropout)
+    return weight * jnp.mean((x0_hat - x_g) ** 2, axis=tuple(range(1, x_g.ndim))), None, None
+  if x_real.shape != x_g.shape:
+    raise ValueError(f'real data {x_real.shape} and generator samples {x_g.shape} differ in shape')
+  sigma_real, noise_real = sigma, noise
+  if independent_real:
+    key_sigma_real, key_eps_real = jax.random.split(jax.random.fold_in(rng, 1))
+    sigma_real = sample_sigma(key_sigma_real, (batch_size,))
+    noise_real = diffusion.expand_like(sigma_real, x_g) * jax.random.normal(key_eps_real,
+                                                                             x_g.shape)
   both_labels = None if labels is None else jnp.concatenate([labels, real_labels])
   x0_hat, features = denoiser.with_features(
-      denoiser_params, jnp.concatenate([x_g + noise, x_real + noise]),
-      jnp.concatenate([sigma, sigma]), both_labels, train=True, rng=key_dropout)
-  weight = diffusion.edm_loss_weight(sigma, denoiser.sigma_data)
+      denoiser_params, jnp.concatenate([x_g + noise, x_real + noise_real]),
+      jnp.concatenate([sigma, sigma_real]), both_labels, train=True, rng=key_dropout)
   denoising = weight * jnp.mean((x0_hat[:batch_size] - x_g) ** 2,
                                 axis=tuple(range(1, x_g.ndim)))
   logits = discriminator_logits(features, head_params)

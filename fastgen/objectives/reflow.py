@@ -61,14 +61,19 @@ def endpoint_loss(metric: str, params, x0_hat, x0, resolution: int = 224):
   return perceptual + (distance(x0_hat, x0, 'pseudo_huber') if metric == 'lpips_huber' else 0.0)
 
 
-def velocity_loss(metric: str, params, v, noise, x0, t, resolution: int = 224):
+def velocity_loss(metric: str, params, v, noise, x0, t, resolution: int = 224,
+                  lpips_divide_by_t: bool = False):
   """Per-example reflow loss of v_theta(x_t, t) against z - x0: m(v, z - x0) for 'l2' and
   'pseudo_huber'; LPIPS(x_t - t v, x0) for 'lpips'; and rfpp's 'lpips_huber'
-  (1 - t) pseudo_huber(v, z - x0) + LPIPS(x_t - t v, x0) (Lee et al. 2024, §4.2)."""
+  (1 - t) pseudo_huber(v, z - x0) + LPIPS(x_t - t v, x0) (Lee et al. 2024, §4.2). With
+  ``lpips_divide_by_t`` the LPIPS term is divided by t (rfpp ``--lpips_divt``, its CIFAR-10
+  command)."""
   if metric not in PERCEPTUAL:
     return distance(v, noise - x0, metric)
   x0_hat = diffusion.flow_interpolate(x0, noise, t) - diffusion.expand_like(t, v) * v
   perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution)
+  if lpips_divide_by_t:
+    perceptual = perceptual / t
   if metric == 'lpips':
     return perceptual
   return (1.0 - t) * distance(v, noise - x0, 'pseudo_huber') + perceptual
@@ -81,10 +86,10 @@ def init_lpips(objective) -> dict:
   return {'lpips': jax.tree.map(jnp.asarray, lpips.load_weights(objective.lpips_weights))}
 
 
-def flow_euler(velocity_fn, noise, num_steps: int):
-  """Euler on dx/dt = v(x, t) from x = T_MAX z at t = T_MAX down a uniform grid to t = 0."""
-  return samplers.flow_euler_sampler(velocity_fn, T_MAX * noise,
-                                     jnp.linspace(T_MAX, 0.0, num_steps + 1))
+def flow_euler(velocity_fn, noise, num_steps: int, t_start: float = T_MAX):
+  """Euler on dx/dt = v(x, t) from x = T z at t = T = ``t_start`` down a uniform grid to t = 0."""
+  return samplers.flow_euler_sampler(velocity_fn, t_start * noise,
+                                     jnp.linspace(t_start, 0.0, num_steps + 1))
 
 
 def check_option(name: str, value, known):
@@ -156,10 +161,14 @@ class Reflow(CouplingStudent):
   """2-rectified flow (2-RF++ by default); group 'student', a velocity model."""
   time_distribution: str = 'u_shaped'
   u_shape_a: float = 4.0
+  lpips_divide_by_t: bool = False  # LPIPS / t (rfpp --lpips_divt, its CIFAR-10 command)
 
   def __post_init__(self):
     super().__post_init__()
     check_option('time_distribution', self.time_distribution, diffusion.FLOW_TIME_DISTRIBUTIONS)
+    if self.lpips_divide_by_t and self.metric not in PERCEPTUAL:
+      raise ValueError(f'objective.lpips_divide_by_t divides the LPIPS term by t: it needs '
+                       f'objective.metric in {PERCEPTUAL}, got {self.metric!r}')
 
   def _reflow_loss(self, params, noise, x0, labels, key_t, key_dropout):
     """E_t m(v_theta(x_t, t), z - x0) over the batch's pairs (z, x0), t ~ ``time_distribution``
@@ -168,7 +177,8 @@ class Reflow(CouplingStudent):
                                    self.u_shape_a)
     v = self.denoiser.velocity(params['student'], diffusion.flow_interpolate(x0, noise, t), t,
                                labels, train=True, rng=key_dropout)
-    return jnp.mean(velocity_loss(self.metric, params, v, noise, x0, t, self.lpips_resolution))
+    return jnp.mean(velocity_loss(self.metric, params, v, noise, x0, t, self.lpips_resolution,
+                                  self.lpips_divide_by_t))
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, step

@@ -5,7 +5,8 @@ Algorithm 1; official code: github.com/mingyuanzhou/SiD, ``training/sid_loss.py`
 
 A data-free one-step generator x_g = G_theta(z) = D_theta(sigma_init z, sigma_init). Groups, in
 order: ``'fake_score'`` f_psi, the EDM denoising loss on stop-gradient generator samples
-(:mod:`fastgen.objectives.fake_score`), and ``'generator'``, whose per-example loss at
+(:mod:`fastgen.objectives.fake_score`) drawn with the generator in inference mode (dropout off,
+as the official loop), and ``'generator'`` (dropout on), whose per-example loss at
 x_t = x_g + sigma eps (the paper's alpha-fused identity loss, alpha = 1.2) is
 
   L_theta = [ (f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2 ] / w,
@@ -100,14 +101,17 @@ class SiD(base.Objective):
     key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
     labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
-    x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels, train=True,
-                         rng=key_gen)
+    # The generator in train mode for its own loss, in inference mode for the fake score's
+    # samples (official sid_training_loop.py: G_ddp.train() / .eval() around its own update).
+    x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels,
+                         train=group == 'generator', rng=key_gen)
     if group == 'fake_score':
       real = batch['x'] if self.adversarial else None
       real_labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
       denoising, discriminator, sigma = fake_score.fake_score_losses(
-          self.denoiser, params['fake_score'], x_g, labels, key_loss, p_mean=self.p_mean,
-          p_std=self.p_std, x_real=real, real_labels=real_labels)
+          self.denoiser, params['fake_score'], x_g, labels, key_loss,
+          sample_sigma=lambda key, shape: diffusion.sample_lognormal_sigma(
+              key, shape, self.p_mean, self.p_std), x_real=real, real_labels=real_labels)
       loss = jnp.mean(denoising)
       metrics = {}
       if self.adversarial:  # SiDA: lambda_D lambda(sigma) (BCE_real + BCE_fake) / (2 D)

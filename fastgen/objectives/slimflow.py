@@ -106,7 +106,7 @@ class SlimFlow(reflow.Reflow):
     two_flow = lambda x, t: self.denoiser.velocity(params['two_flow'], x, t, labels)
     x0_two_flow = jax.lax.stop_gradient(reflow.flow_euler(two_flow, noise, self.two_flow_steps))
     x0_hat = instaflow.one_step(lambda x, t: self.denoiser.velocity(
-        params['student'], x, t, labels, train=True, rng=key_dropout), noise)
+        params['student'], x, t, labels, train=True, rng=key_dropout), noise, reflow.T_MAX)
     s = jax.random.uniform(key_s, shape[:1], minval=self.guidance_s_min,
                            maxval=self.guidance_s_max)
     x_s = diffusion.flow_interpolate(jax.lax.stop_gradient(x0_hat), noise, s)

@@ -29,17 +29,23 @@ def test_lpips_is_a_distance_on_images(weights_file):
 
   @jax.jit
   def distances(weights):
-    loss = lambda v: reflow.velocity_loss('lpips_huber', {'lpips': weights}, v, noise, x, t, 16)
+    loss = lambda v, metric='lpips_huber', divt=False: reflow.velocity_loss(
+        metric, {'lpips': weights}, v, noise, x, t, 16, divt)
+    v = 1.1 * (noise - x)
     return (lpips.lpips(weights, x, x, 16), lpips.lpips(weights, x, y, 16),
-            lpips.lpips(weights, y, x, 16), loss(noise - x), loss(1.1 * (noise - x)))
+            lpips.lpips(weights, y, x, 16), loss(noise - x), loss(v),
+            (loss(v, 'lpips'), loss(v, 'lpips', True), loss(v, divt=True)))
 
-  same, xy, yx, exact, off = distances(weights)
+  same, xy, yx, exact, off, (perceptual, perceptual_divt, off_divt) = distances(weights)
   np.testing.assert_allclose(same, 0.0, atol=1e-6)
   assert (np.asarray(xy) > 1e-3).all()
   np.testing.assert_allclose(xy, yx, rtol=1e-5)
   # The rfpp LPIPS-Huber reflow loss is zero at the exact straight-line velocity z - x0.
   np.testing.assert_allclose(exact, 0.0, atol=1e-6)
   assert (np.asarray(off) > 1e-4).all()
+  # rfpp --lpips_divt: the LPIPS term (only) divided by t.
+  np.testing.assert_allclose(perceptual_divt, perceptual / t, rtol=1e-5)
+  np.testing.assert_allclose(off_divt, off + perceptual * (1 / t - 1), rtol=1e-5)
 
 
 def test_missing_or_malformed_weights_are_one_clear_error(tmp_path, weights_file, monkeypatch):

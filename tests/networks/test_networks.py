@@ -87,6 +87,27 @@ def test_dropout_only_in_training(kind):
   assert float(jnp.max(jnp.abs(run(True, 0) - run(False, 0)))) > 1e-3
 
 
+@pytest.mark.parametrize('parameterization', denoiser_lib.PARAMETERIZATIONS)
+def test_velocity_keeps_dropout_for_every_parameterization(parameterization):
+  """Denoiser.velocity (the student of reflow, InstaFlow, SlimFlow) trains with dropout whatever
+  the parameterization: train=True with rng k gives a random velocity, the one of D(x, sigma;
+  train=True, k) for x = x_t / (1 - t), sigma = t / (1 - t); train=False is deterministic."""
+  net = _build('mlp', dropout=0.5)
+  params = _init(net, SHAPES['mlp'])
+  denoiser = denoiser_lib.Denoiser(net, parameterization)
+  x_t, _ = _inputs(SHAPES['mlp'])
+  t = jnp.array([0.1, 0.3, 0.6, 0.9])
+  velocity = lambda train, seed: denoiser.velocity(params, x_t, t, train=train,
+                                                   rng=jax.random.key(seed))
+  assert float(jnp.max(jnp.abs(velocity(True, 0) - velocity(True, 1)))) > 1e-3
+  assert float(jnp.max(jnp.abs(velocity(True, 0) - velocity(False, 0)))) > 1e-3
+  np.testing.assert_array_equal(velocity(False, 0), velocity(False, 1))
+  x0 = denoiser(params, diffusion.flow_to_edm(x_t, t), diffusion.flow_t_to_sigma(t), train=True,
+                rng=jax.random.key(0))
+  np.testing.assert_allclose(velocity(True, 0), diffusion.x0_to_velocity(x_t, t, x0),
+                             rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize('kind', ['mlp', 'unet'])
 def test_bfloat16_compute_keeps_float32_params(kind):
   f32 = _build(kind, num_classes=NUM_CLASSES)

@@ -80,6 +80,15 @@ def test_discretisation_curriculum_doubles_from_s0_to_s1():
   assert consistency.ct_num_points(steps, 8000, 10, 1280).tolist() == expected
 
 
+def test_discretisation_curriculum_reaches_s1_when_the_ratio_is_not_a_power_of_two():
+  # s1 / s0 = 100: K' = floor(8000 / (log2 100 + 1)) = floor(8000 / 7.64) = 1046 steps per stage,
+  # and the eighth stage (k >= 7 K' = 7322) gives min(10 2^7, 1000) + 1 = 1001 (§3.4); a rounded
+  # log2 (6 doublings) would stop at 641.
+  steps = jnp.array([0, 1045, 1046, 6275, 6276, 7321, 7322, 7999])
+  expected = [11, 11, 21, 321, 641, 641, 1001, 1001]
+  assert consistency.ct_num_points(steps, 8000, 10, 1000).tolist() == expected
+
+
 def test_noise_indices_follow_the_discretised_lognormal():
   num_points, max_points = 11, 21
   sigmas = consistency.karras_points(num_points, max_points, 0.002, 80.0, 7.0)

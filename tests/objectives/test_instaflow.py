@@ -1,9 +1,11 @@
 """InstaFlow: the one-step loss vanishes when one Euler step lands on the coupling's endpoint, and a
 reflow run's workdir is a teacher whose weights the InstaFlow student starts from."""
 
+import dataclasses
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -16,18 +18,50 @@ from tests.objectives import rectified_flow_toys as toys
 
 @pytest.mark.parametrize('metric', ['l2', 'pseudo_huber'])
 def test_loss_is_minimal_when_one_step_lands_on_the_coupling(metric):
+  # Started at t = 1 - 1e-5, so that T z is 1e-5 off x_T and the minimum is sharp at v*.
   objective = instaflow.InstaFlow(toys.ScaledExactVelocity(), teacher=None, metric=metric,
-                                  init_from_teacher=False)
+                                  init_from_teacher=False, t_start=1.0 - 1e-5)
   batch = toys.coupling_batch()
   params = objective.init(jax.random.key(0), batch, None)
-  x0_hat = instaflow.one_step(lambda x, t: toys.exact_velocity(x, t), batch['noise'])
-  np.testing.assert_allclose(x0_hat, batch['x'], rtol=1e-4, atol=1e-4)  # T z is 1e-5 off x_T
+  x0_hat = instaflow.one_step(lambda x, t: toys.exact_velocity(x, t), batch['noise'],
+                              objective.t_start)
+  np.testing.assert_allclose(x0_hat, batch['x'], rtol=1e-4, atol=1e-4)
   # Minimal at v* up to that offset: lower than at scales 0.1% away, far lower than 10% away.
   loss = toys.loss_and_grad(objective, params, batch)[0]
   perturbed = {scale: toys.loss_and_grad(objective, toys.with_scale(params, scale), batch)[0]
                for scale in (0.9, 0.999, 1.001, 1.1)}
   assert all(loss < value for value in perturbed.values())
   assert loss < 1e-3 * min(perturbed[0.9], perturbed[1.1])
+
+
+@dataclasses.dataclass(frozen=True)
+class _IdentityVelocity:
+  """v(x_t, t) = x_t: one Euler step from t = T gives T z - T (T z) = T (1 - T) z, which tells
+  the starting time apart (T = 1 - 1e-3: 1.0e-3 z; T = 1 - 1e-5: 1e-5 z)."""
+  num_classes: int = 0
+
+  def init(self, rng, x, labels=None):
+    del rng, x, labels
+    return {}
+
+  def velocity(self, params, x_t, t, labels=None, *, train=False, rng=None):
+    del params, t, labels, train, rng
+    return x_t
+
+
+def test_the_one_step_map_starts_at_the_official_time():
+  # RectifiedFlow's one-step distillation (losses.py, reflow_t_schedule='t0') and its Euler
+  # sampler start at its time eps = 1e-3: t = 1 - 1e-3 here, sigma = 999 for an EDM network.
+  objective = instaflow.InstaFlow(_IdentityVelocity(), teacher=None, metric='l2',
+                                  init_from_teacher=False)
+  assert objective.t_start == 1.0 - 1e-3
+  factor = (1.0 - 1e-3) * 1e-3
+  noise = jax.random.normal(jax.random.key(3), (256, 2))
+  one_step = objective.sample({'student': {}}, None, jax.random.key(3), None, (256, 2), 1)
+  np.testing.assert_allclose(one_step, factor * noise, rtol=1e-4)
+  batch = {'x': jnp.zeros_like(noise), 'noise': noise, 'label': jnp.zeros((256,), jnp.int32)}
+  loss = objective.loss('student', {'student': {}}, None, None, batch, jax.random.key(1), 0)[0]
+  np.testing.assert_allclose(loss, factor**2 * jnp.mean(noise**2), rtol=1e-4)
 
 
 def _tiny(config, tmp_path, name):

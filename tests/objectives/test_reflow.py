@@ -44,12 +44,22 @@ def test_pseudo_huber_metric():
     ('premetric', 'l2', 'objective.premetric was renamed to objective.metric'),
     ('time_distribution', 'beta', 'objective.time_distribution'),
     ('couplings', 'cached', 'objective.couplings'),
+    ('lpips_divide_by_t', True, 'objective.lpips_divide_by_t'),
 ])
 def test_bad_options_give_one_clear_error(option, value, message):
   config = configs.get_config('reflow_gmm2d')
   config.objective[option] = value
   with pytest.raises(ValueError, match=message):
     objectives.make_objective(config, teachers.analytic_teacher('gmm2d')[0])
+
+
+def test_cifar_config_is_the_official_command():
+  # rfpp README, "Train CIFAR-10 using Config F": --learning_rate 2e-4 --warmup_steps 5000
+  # --batchsize 512 --ema_decay 0.9999 --a 4; configs_unet/cifar10_ve_aug.json: dropout 0.13.
+  config = configs.get_config('reflow_cifar')
+  assert (config.optim.lr, config.optim.warmup_steps) == (2e-4, 5000)
+  assert (config.data.batch_size, config.train.ema_decay) == (512, 0.9999)
+  assert (config.objective.u_shape_a, config.network.dropout) == (4.0, 0.13)
 
 
 def test_dataset_couplings_need_the_couplings_data_set():

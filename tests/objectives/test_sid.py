@@ -57,6 +57,33 @@ def test_generator_gradient_vanishes_when_fake_score_equals_teacher():
   assert _generator_grad_norm(objective, perturbed, teacher_params) > 1e-3
 
 
+def test_fake_score_learns_on_inference_mode_generator_samples(monkeypatch):
+  # Official sid_training_loop.py: G in eval mode (dropout off) while the fake score trains on its
+  # samples, in train mode for its own loss. The same parameters with dropout 0.5 and 0 must then
+  # give the fake score identical samples, and the generator's own loss different values.
+  with_dropout, without = (denoiser_lib.Denoiser(mlp.MLP(hidden=32, depth=1, emb_dim=16,
+                                                         dropout=rate), 'edm', 1.0)
+                           for rate in (0.5, 0.0))
+  teacher_params = without.init(jax.random.key(0), _batch()['x'])
+  objectives_ = [sid.SiD(d, teacher=without) for d in (with_dropout, without)]
+  params = objectives_[1].init(jax.random.key(1), _batch(), teacher_params)
+  for group in ('generator', 'fake_score'):  # away from the teacher, so dropout shows
+    params[group] = jax.tree.map(
+        lambda p: p + 0.1 * jax.random.normal(jax.random.key(4), p.shape), params[group])
+  samples = []
+  real_losses = sid.fake_score.fake_score_losses
+  monkeypatch.setattr(sid.fake_score, 'fake_score_losses',
+                      lambda d, p, x_g, *a, **k: (samples.append(x_g) or
+                                                  real_losses(d, p, x_g, *a, **k)))
+  loss = lambda objective, group: objective.loss(group, params, None, teacher_params, _batch(),
+                                                 jax.random.key(3), 0)[0]
+  for objective in objectives_:
+    loss(objective, 'fake_score')
+  np.testing.assert_array_equal(samples[0], samples[1])
+  generator_losses = [float(loss(objective, 'generator')) for objective in objectives_]
+  assert abs(generator_losses[0] - generator_losses[1]) > 1e-3 * abs(generator_losses[1])
+
+
 def test_generator_loss_is_the_papers_fused_form():
   f_real, f_fake, x_g = jax.random.normal(jax.random.key(0), (3, 5, 4))
   alpha = 1.2
