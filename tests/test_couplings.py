@@ -44,9 +44,13 @@ def test_coupling_set_is_the_teacher_ode_written_resumably(tmp_path):
   _, pairs = couplings.read_couplings(str(tmp_path))
   assert pairs['x'].shape == pairs['noise'].shape == (64, 2) and pairs['label'].shape == (64,)
   assert len(np.unique(pairs['label'])) > 1 and pairs['label'].max() < 8
-  np.testing.assert_allclose(  # each x0 is Phi(z) of its own noise and label
+  # Each x0 is Phi(z) of its own noise and label. The written set ran split over 8 devices, this
+  # solve on one: XLA may round the two programs differently, and the ODE starts at sigma_max = 80,
+  # where one float32 ulp is ~1e-5, so the bound is a few ulps at that scale (1e-4), not 1e-5
+  # (measured: 1.6e-5 on one machine).
+  np.testing.assert_allclose(
       pairs['x'], couplings.solve_teacher_ode(teacher, params, pairs['noise'],
-                                              pairs['label'], 4), rtol=1e-5, atol=1e-5)
+                                              pairs['label'], 4), rtol=1e-5, atol=1e-4)
   # An interrupted generation: shard 2 missing. Only it is written again, identical.
   kept = os.path.getmtime(couplings.shard_path(str(tmp_path), 1))
   os.remove(couplings.shard_path(str(tmp_path), 2))

@@ -77,8 +77,8 @@ def cached_weights() -> str:
     vgg16, lpips_lin = (fetch.cached_path('lpips-vgg', f.name) for f in fetch.ASSETS['lpips-vgg'])
   except FileNotFoundError as e:
     raise ValueError(
-        f'the LPIPS metric needs objective.lpips_weights=<.npz of VGG-16 and LPIPS weights> '
-        f'or the fetched weights ({e}); or use metric "pseudo_huber"') from e
+        f'objective.metric (lpips, lpips_huber) needs objective.lpips_weights=<.npz of VGG-16 '
+        f'and LPIPS weights> or the fetched weights ({e}); or use metric "pseudo_huber"') from e
   weights = weights_from_torch(_read_torch_state_dict(vgg16), _read_torch_state_dict(lpips_lin))
   partial = target + '.partial.npz'
   np.savez(partial, **weights)
