@@ -272,8 +272,14 @@ class BestCheckpointer:
   def __init__(self, workdir: str, key: str):
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints_best')
     self.key = key
-    self._manager = _manager(self.directory, 'metrics', keep=1)
-    self._best = self._read_best()
+    try:  # orbax reads the metrics of every kept step when the manager is made
+      self._manager = _manager(self.directory, 'metrics', keep=1)
+      self._best = self._read_best()
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f'the best checkpoint\'s metrics in {self.directory} are unreadable ({_reason(e)}); '
+          f'the run\'s checkpoints are not affected: move {self.directory} away and the next '
+          f'evaluation keeps a new best') from None
 
   def _read_best(self) -> tuple[int, float] | None:
     step = self._manager.latest_step()
@@ -281,7 +287,7 @@ class BestCheckpointer:
       return None
     metrics = self._manager.restore(step, args=ocp.args.Composite(
         metrics=ocp.args.JsonRestore()))['metrics']
-    return step, metrics.get(self.key, float('inf'))
+    return step, float(metrics.get(self.key, float('inf')))
 
   def best(self) -> tuple[int, float] | None:
     """``(step, value)`` of the kept state, or None."""

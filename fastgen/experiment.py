@@ -37,6 +37,9 @@ class Experiment:
     self.teacher_shardings = sharding.param_shardings(teacher_params, self.mesh)
     self.teacher_params = jax.device_put(teacher_params, self.teacher_shardings)
     self.data = dataset or self._make_dataset(workdir)
+    if teacher is None and config.teacher.kind == 'checkpoint':
+      teachers.check_network_teacher(self.teacher, teacher_params, self.data.shape,
+                                     config.teacher.workdir)
     self.objective = objectives.make_objective(config, self.teacher)
     self.optimizer = step.make_optimizer(config.optim)
     self.init_rng, self.train_rng, self.sample_rng = jax.random.split(

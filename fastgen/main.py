@@ -11,12 +11,17 @@ Any config entry can be overridden: ``--config.train.num_steps=200``. Errors in 
 import os
 import sys
 
+from fastgen import interrupts
+
+if __name__ == '__main__':  # before anything slow: a signal during start-up is one line
+  interrupts.install(at_once=False)
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's INFO lines, if tfds imports it.
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
 
-from fastgen import configs  # pylint: disable=g-import-not-at-top
+from fastgen import configs, settings  # pylint: disable=g-import-not-at-top
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'A packaged config by name (configs/sid_cifar.py, sid_cifar or sid:cifar, '
@@ -40,24 +45,40 @@ def _initialize_distributed(config):
                jax.local_device_count())
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+  """Errors in the user's input or environment: one line, exit status 1, no traceback."""
+  from fastgen import checkpoint, data, step, workdir
+  return (ValueError, KeyError, OSError, checkpoint.CheckpointError, data.DataUnavailableError,
+          step.NonFiniteLossError, workdir.WorkdirError)
+
+
+def _run_mode(config, mode: str, workdir: str) -> None:
+  settings.check(config)  # before JAX is imported: bad settings fail at once
+  # Imported after flag parsing so --help and flag errors stay fast.
+  from fastgen import inference, logs, train
+  logs.quiet_libraries()
+  _initialize_distributed(config)
+  interrupts.raise_if_pending()
+  if mode == 'train':
+    train.train_and_evaluate(config, workdir)
+  elif mode == 'sample':
+    inference.sample_to_workdir(config, workdir)
+  else:
+    inference.evaluate_workdir(config, workdir)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  config = _CONFIG.value
-  # Imported after flag parsing so --help and flag errors stay fast.
-  from fastgen import checkpoint, data, inference, logs, step, train
-  logs.quiet_libraries()
-  user_errors = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
-                 data.DataUnavailableError, step.NonFiniteLossError)
   try:
-    _initialize_distributed(config)
-    if _MODE.value == 'train':
-      train.train_and_evaluate(config, _WORKDIR.value)
-    elif _MODE.value == 'sample':
-      inference.sample_to_workdir(config, _WORKDIR.value)
-    else:
-      inference.evaluate_workdir(config, _WORKDIR.value)
-  except user_errors as e:
+    _run_mode(_CONFIG.value, _MODE.value, _WORKDIR.value)
+  except interrupts.Interrupted as e:
+    print(f'fastgen: interrupted by {e.name}; the checkpoints in {_WORKDIR.value} are intact',
+          file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except Exception as e:  # pylint: disable=broad-except
+    if not isinstance(e, ValueError) and not isinstance(e, _user_errors()):
+      raise
     logging.debug('error', exc_info=True)
     message = e.args[0] if isinstance(e, KeyError) and e.args else e
     print(f'fastgen: error: {message}', file=sys.stderr)
@@ -86,6 +107,7 @@ def _parse_flags(argv):
 
 def run():
   """The ``fastgen`` console script: ``python -m fastgen.main``'s command line."""
+  interrupts.install(at_once=False)
   app.run(main, flags_parser=_parse_flags)
 
 

@@ -14,6 +14,7 @@ import time
 
 import jax
 import numpy as np
+from absl import logging
 from PIL import Image
 
 
@@ -121,9 +122,42 @@ class MetricLogger:
       self._writer.close()
 
 
+class MetricsFileError(ValueError):
+  """A ``metrics.jsonl`` line that is not a JSON record with a step."""
+
+
+def _read_records(path: str) -> tuple[list[dict], bool]:
+  """``(records, torn)``: the records of ``metrics.jsonl``; ``torn`` when its last line was cut
+  short (no newline, not JSON: a write interrupted by a kill or a full disk), which is left out.
+  Any other bad line is a :class:`MetricsFileError` naming the file and the line."""
+  try:
+    with open(path, 'rb') as f:
+      lines = f.read().split(b'\n')
+  except OSError as e:
+    raise MetricsFileError(f'cannot read {path}: {e.strerror}') from e
+  records, torn = [], False
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+      if not isinstance(record, dict) or not isinstance(record.get('step'), int):
+        raise ValueError('not a record with an integer "step"')
+    except ValueError as e:
+      if number == len(lines):  # the last line, with no newline after it
+        torn = True
+        continue
+      raise MetricsFileError(
+          f'{path} line {number} is not a metrics record ({e}); the checkpoints are not '
+          f'affected: delete that line (or the file) and run again') from None
+    records.append(record)
+  return records, torn
+
+
 def read_metrics(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """The records of ``metrics.jsonl`` (none if there is no such file), a torn last line left
+  out."""
+  return _read_records(path)[0] if os.path.exists(path) else []
 
 
 def last_wall_time(path: str, step: int) -> float:
@@ -135,13 +169,16 @@ def last_wall_time(path: str, step: int) -> float:
 
 
 def truncate_after(path: str, step: int) -> None:
-  """Drop records of steps after ``step``: a resumed run re-does them (atomic rewrite)."""
+  """Drop records of steps after ``step`` (a resumed run re-does them) and a torn last line
+  (atomic rewrite)."""
   if not os.path.exists(path):
     return
-  records = read_metrics(path)
+  records, torn = _read_records(path)
   kept = [r for r in records if r['step'] <= step]
-  if len(kept) == len(records):
+  if len(kept) == len(records) and not torn:
     return
+  if torn:
+    logging.warning('%s: dropped its last line, cut short by an interrupted write', path)
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in kept)

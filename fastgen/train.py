@@ -3,7 +3,9 @@
 ``train_and_evaluate(config, workdir)`` builds the run (:class:`fastgen.experiment.Experiment`),
 resumes from ``workdir``'s newest checkpoint if there is one, and runs the jitted generic step
 (:mod:`fastgen.step`) to ``train.num_steps``. A NaN or inf stops the run (checked one step late,
-so the host never waits on the device); SIGTERM saves a checkpoint and returns normally.
+so the host never waits on the device), or with ``train.skip_nonfinite`` drops that update,
+counted in ``train/<group>/skipped_updates`` and stopped after ``train.max_consecutive_skips``
+in a row. SIGTERM, SIGINT or SIGHUP during training saves the step's state and returns normally.
 """
 
 import os
@@ -11,27 +13,60 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from fastgen import checkpoint, evaluate, images, logs, metrics, sharding
+from fastgen import checkpoint, evaluate, images, interrupts, logs, metrics, settings, sharding
 from fastgen import experiment as experiment_lib
-from fastgen.step import check_finite, sampling_params
+from fastgen import workdir as workdir_lib
+from fastgen.evaluation import evaluator as evaluator_lib
+from fastgen.step import NonFiniteLossError, check_finite, sampling_params
 
 
-class _Preemption:
-  """SIGTERM sets a flag; the loop saves a checkpoint and returns normally (exit code 0)."""
+class _SkippedUpdates:
+  """Updates that ``train.skip_nonfinite`` dropped, per group: counted on the device every step
+  (no wait), read at logged and saved steps. Each read warns about the updates skipped since the
+  last one, and raises :class:`NonFiniteLossError` once ``train.max_consecutive_skips`` updates
+  of a group in a row were skipped (the run is diverging, not hitting a rare bad batch)."""
 
-  def __init__(self):
-    self.requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+  def __init__(self, groups, limit: int):
+    self.groups, self.limit = groups, limit
+    zero = jnp.zeros((), jnp.int32)
+    self._counts = {g: {'since_read': zero, 'in_a_row': zero, 'longest': zero} for g in groups}
+    self._update = jax.jit(_count_skips)
 
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+  def update(self, step_metrics) -> None:
+    self._counts = self._update(self._counts, {g: step_metrics[f'{g}/finite']
+                                               for g in self.groups})
 
-  def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+  def read(self, step: int) -> dict:
+    """``{'<group>/skipped_updates': n}`` since the last read; warns and checks the limit."""
+    counts = jax.device_get(self._counts)
+    skipped = {g: int(c['since_read']) for g, c in counts.items()}
+    for group, count in skipped.items():
+      if count:
+        logging.warning('step %d: skipped %d update(s) of %s since the last report: non-finite '
+                        'loss or gradient (train.skip_nonfinite)', step, count, group)
+      if int(counts[group]['longest']) >= self.limit:
+        raise NonFiniteLossError(
+            f'{int(counts[group]["longest"])} consecutive updates of {group} were skipped for '
+            f'a non-finite loss or gradient, by step {step} (train.max_consecutive_skips='
+            f'{self.limit}): the run diverged. Lower optim.lr or enable optim.grad_clip; '
+            f'checkpoints saved before this step are intact.')
+    self._counts = {g: {**c, 'since_read': jnp.zeros_like(c['since_read'])}
+                    for g, c in self._counts.items()}
+    return {f'{g}/skipped_updates': n for g, n in skipped.items()}
+
+
+def _count_skips(counts, finite):
+  out = {}
+  for group, c in counts.items():
+    skipped = (~finite[group]).astype(jnp.int32)
+    in_a_row = (c['in_a_row'] + 1) * skipped
+    out[group] = {'since_read': c['since_read'] + skipped, 'in_a_row': in_a_row,
+                  'longest': jnp.maximum(c['longest'], in_a_row)}
+  return out
 
 
 def _write_samples(experiment, state, step, workdir, logger):
@@ -47,61 +82,91 @@ def _write_samples(experiment, state, step, workdir, logger):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Train ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final state."""
-  os.makedirs(workdir, exist_ok=True)
+  """Train ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final state.
+
+  Settings are checked and the workdir created and locked (:mod:`fastgen.workdir`) before any
+  other work; every file of the workdir is read (checkpoints, the best checkpoint's metrics,
+  ``metrics.jsonl``) before any is written. A workdir already at ``train.num_steps`` is left
+  as it is."""
+  settings.check(config)
+  workdir_lib.create(workdir)
+  with workdir_lib.Lock(workdir, enabled=jax.process_index() == 0):
+    return _train(config, workdir)
+
+
+def _train(config, workdir):
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  metrics.read_metrics(metrics_path)  # a damaged file is named before any slow work
   experiment = experiment_lib.Experiment(config, workdir)
   train = config.train
   checkpointer = checkpoint.Checkpointer(workdir, keep=train.keep_checkpoints)
   step, state = experiment_lib.restore_or_init(experiment, checkpointer)
-  experiment_lib.save_config(config, workdir)
-  logger = metrics.MetricLogger(workdir, step, metrics.last_wall_time(
-      os.path.join(workdir, 'metrics.jsonl'), step))
-  train_step = experiment.train_step
-  groups = experiment.objective.groups
   evaluator = evaluate.RunEvaluator(experiment) if config.eval.every else None
   best = checkpoint.BestCheckpointer(workdir, evaluator.primary_key) if evaluator else None
-  preemption = _Preemption()
-  start_step, start_time, paused = step, time.time(), 0.0
-  unchecked = None  # (step, metrics) not yet checked for NaN: checked one step late, no stall.
-  try:
-    while step < train.num_steps:
-      batch = sharding.global_batch(next(experiment.data), experiment.mesh)
-      state, step_metrics = train_step(state, experiment.teacher_params, batch,
-                                       experiment.train_rng)
-      if unchecked:
-        check_finite(*unchecked, groups)
-      step += 1
-      unchecked = None if train.skip_nonfinite else (step, step_metrics)
-      is_last = step == train.num_steps
-      record = {}
-      if step % train.log_every == 0 or is_last:
-        step_metrics = sharding.to_host(step_metrics)
-        if unchecked:
-          check_finite(step, step_metrics, groups)
-          unchecked = None
-        rate = (step - start_step) / max(time.time() - start_time - paused, 1e-9)
-        record |= _train_record(step, train.num_steps, step_metrics, rate)
-      pause_start = time.time()
-      if train.sample_every and (step % train.sample_every == 0 or is_last):
-        _write_samples(experiment, state, step, workdir, logger)
-      if evaluator and (step % config.eval.every == 0 or is_last):
-        record |= _evaluate(evaluator, best, state, step)
-      paused += time.time() - pause_start  # steps/s and ETA count training time only
-      if record:
-        logger.write(step, record)
-      if step % train.checkpoint_every == 0 or is_last or preemption.requested:
-        if unchecked:
-          check_finite(*unchecked, groups)
-        checkpointer.save(step, state, experiment.data.get_state())
-      if preemption.requested:
-        logging.info('SIGTERM: saved step %d, exiting', step)
-        break
-  finally:
-    preemption.restore()
-    logger.close()
+  wall_time = metrics.last_wall_time(metrics_path, step)
+  interrupts.raise_if_pending()  # a signal during start-up: nothing trained, nothing to save
+  if step >= train.num_steps:
+    logging.info('%s is at step %d, train.num_steps=%d: nothing to train', workdir, step,
+                 train.num_steps)
     checkpointer.close()
     if best:
       best.close()
+    return state
+  experiment_lib.save_config(config, workdir)
+  logger = metrics.MetricLogger(workdir, step, wall_time)
+  train_step = experiment.train_step
+  groups = experiment.objective.groups
+  skipped = _SkippedUpdates(groups, train.max_consecutive_skips) if train.skip_nonfinite else None
+  start_step, start_time, paused = step, time.time(), 0.0
+  unchecked = None  # (step, metrics) not yet checked for NaN: checked one step late, no stall.
+  with interrupts.deferred(consume=True):  # a signal: save this step's state and return
+    try:
+      while step < train.num_steps:
+        batch = sharding.global_batch(next(experiment.data), experiment.mesh)
+        state, step_metrics = train_step(state, experiment.teacher_params, batch,
+                                         experiment.train_rng)
+        if unchecked:
+          check_finite(*unchecked, groups)
+        step += 1
+        unchecked = None if skipped else (step, step_metrics)
+        if skipped:
+          skipped.update(step_metrics)
+        is_last = step == train.num_steps
+        saves = (step % train.checkpoint_every == 0 or is_last
+                 or interrupts.pending() is not None)
+        record = {}
+        if step % train.log_every == 0 or is_last:
+          step_metrics = sharding.to_host(step_metrics)
+          if unchecked:
+            check_finite(step, step_metrics, groups)
+            unchecked = None
+          if skipped:
+            step_metrics |= skipped.read(step)
+          rate = (step - start_step) / max(time.time() - start_time - paused, 1e-9)
+          record |= _train_record(step, train.num_steps, step_metrics, rate)
+        elif skipped and saves:
+          skipped.read(step)  # the limit holds at every saved step, logged or not
+        pause_start = time.time()
+        if train.sample_every and (step % train.sample_every == 0 or is_last):
+          _write_samples(experiment, state, step, workdir, logger)
+        if evaluator and (step % config.eval.every == 0 or is_last):
+          record |= _evaluate(evaluator, best, state, step)
+        paused += time.time() - pause_start  # steps/s and ETA count training time only
+        if record:
+          logger.write(step, record)
+        if saves:
+          if unchecked:
+            check_finite(*unchecked, groups)
+          checkpointer.save(step, state, experiment.data.get_state())
+        if interrupts.pending() is not None:
+          logging.info('%s: saved step %d, exiting', signal.Signals(interrupts.pending()).name,
+                       step)
+          break
+    finally:
+      logger.close()
+      checkpointer.close()
+      if best:
+        best.close()
   return state
 
 
@@ -119,7 +184,11 @@ def _train_record(step: int, num_steps: int, host_metrics: dict, rate: float) ->
 def _evaluate(evaluator, best, state, step) -> dict:
   """Evaluate, keep the state if it is the best so far by the primary metric; the metrics."""
   start = time.time()
-  results = evaluator.evaluate(sampling_params(state))
+  try:
+    results = evaluator.evaluate(sampling_params(state))
+  except evaluator_lib.NonFiniteSamplesError as e:
+    raise evaluator_lib.NonFiniteSamplesError(
+        f'evaluation at step {step}: {e}; checkpoints saved before this step are intact') from None
   logging.info('eval at step %d (%.1f s): %s', step, time.time() - start,
                evaluate.format_metrics(results))
   kept = best.best()

@@ -1,10 +1,7 @@
 """The generic trainer: it learns, it shards, it resumes bit for bit, and it refuses bad input."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import jax
@@ -14,25 +11,11 @@ import pytest
 from fastgen import checkpoint, evaluate, sharding, train
 from fastgen import experiment as experiment_lib
 from fastgen import step as step_lib
+from tests.cli_runs import run_cli
 from tests.tiny_config import get_config as tiny_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ------------------------------------------------------------------ subprocess runs of the CLI
-
-
-def _run_cli(workdir, *overrides, devices=8, wait=True, env_extra=None):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO, **(env_extra or {}))
-  cmd = [sys.executable, '-m', 'fastgen.main', f'--config={REPO}/tests/tiny_config.py',
-         f'--workdir={workdir}', *overrides]
-  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-  if not wait:
-    return proc
-  out, err = proc.communicate(timeout=300)
-  return proc.returncode, out, err
 
 
 def _final_params(workdir):
@@ -48,8 +31,8 @@ def _assert_same(a, b, exact=True):
 
 
 def test_one_and_eight_devices_agree(tmp_path):
-  code1, _, err1 = _run_cli(tmp_path / 'one', devices=1)
-  code8, _, err8 = _run_cli(tmp_path / 'eight', devices=8)
+  code1, _, err1 = run_cli(tmp_path / 'one', devices=1)
+  code8, _, err8 = run_cli(tmp_path / 'eight', devices=8)
   assert code1 == 0 and code8 == 0, err1[-2000:] + err8[-2000:]
   _assert_same(_final_params(tmp_path / 'one'), _final_params(tmp_path / 'eight'), exact=False)
 
@@ -69,16 +52,16 @@ def _wait_for_checkpoint(workdir, proc, timeout=120):
 @pytest.mark.parametrize('how', [signal.SIGTERM, signal.SIGKILL])
 def test_interrupted_run_resumes_bit_identically(tmp_path, how):
   steps = ['--config.train.num_steps=600', '--config.train.checkpoint_every=100']
-  code, _, err = _run_cli(tmp_path / 'straight', *steps)
+  code, _, err = run_cli(tmp_path / 'straight', *steps)
   assert code == 0, err[-2000:]
-  proc = _run_cli(tmp_path / 'interrupted', *steps, wait=False)
+  proc = run_cli(tmp_path / 'interrupted', *steps, wait=False)
   _wait_for_checkpoint(tmp_path / 'interrupted', proc)
   proc.send_signal(how)
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == (0 if how == signal.SIGTERM else -signal.SIGKILL), err[-2000:]
   saved = checkpoint.Checkpointer(str(tmp_path / 'interrupted')).steps()
   assert saved and max(saved) < 600, saved  # it really stopped early
-  code, _, err = _run_cli(tmp_path / 'interrupted', *steps)
+  code, _, err = run_cli(tmp_path / 'interrupted', *steps)
   assert code == 0, err[-2000:]
   assert 'resumed from' in err
   _assert_same(_final_params(tmp_path / 'straight'), _final_params(tmp_path / 'interrupted'))
@@ -98,17 +81,17 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, how):
     ('--config.data.batch_size=12', 'not divisible'),
 ])
 def test_bad_config_gives_one_clear_error(tmp_path, override, message):
-  code, _, err = _run_cli(tmp_path, override, devices=8)
+  code, _, err = run_cli(tmp_path, override, devices=8)
   assert code != 0
   assert message in err, err[-3000:]
   assert 'Traceback' not in err, err[-3000:]
 
 
 def test_workdir_of_another_config_is_refused_and_left_intact(tmp_path):
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=20')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=20')
   assert code == 0, err[-2000:]
   before = _final_params(tmp_path)
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=40', '--config.network.hidden=32')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=40', '--config.network.hidden=32')
   assert code == 1
   assert 'different configuration' in err and "['denoiser']['block0']" in err, err[-2000:]
   assert '(64,) in the checkpoint but (32,) in this run' in err, err[-2000:]
@@ -117,13 +100,13 @@ def test_workdir_of_another_config_is_refused_and_left_intact(tmp_path):
 
 
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=40')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=40')
   assert code == 0, err[-2000:]
   latest = tmp_path / 'checkpoints' / '40' / 'state'
   for path in latest.rglob('*'):
     if path.is_file() and path.stat().st_size > 0 and 'metadata' not in path.name:
       path.write_bytes(b'garbage')
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=60')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=60')
   assert code == 0, err[-3000:]
   assert 'unreadable' in err
   assert (tmp_path / 'checkpoints_unreadable' / '40').exists()  # set aside, not deleted
@@ -131,18 +114,18 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 
 def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=20')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=20')
   assert code == 0, err[-2000:]
   for path in (tmp_path / 'checkpoints').rglob('*'):
     if path.is_file():
       path.write_bytes(b'garbage')
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=40')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=40')
   assert code == 1
   assert 'no usable checkpoint' in err, err[-2000:]
 
 
 def test_non_finite_loss_stops_naming_step_and_network(tmp_path):
-  code, _, err = _run_cli(tmp_path, '--config.optim.lr=1e30', '--config.optim.grad_clip=0',
+  code, _, err = run_cli(tmp_path, '--config.optim.lr=1e30', '--config.optim.grad_clip=0',
                           '--config.optim.warmup_steps=1', '--config.train.checkpoint_every=1000')
   assert code == 1
   assert 'non-finite loss or gradient at step' in err and 'denoiser' in err, err[-2000:]
@@ -151,9 +134,9 @@ def test_non_finite_loss_stops_naming_step_and_network(tmp_path):
 
 
 def test_sample_mode_writes_npz_and_png(tmp_path):
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=20')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=20')
   assert code == 0, err[-2000:]
-  code, _, err = _run_cli(tmp_path, '--mode=sample', '--config.sample.num_samples=300',
+  code, _, err = run_cli(tmp_path, '--mode=sample', '--config.sample.num_samples=300',
                           '--config.sample.batch_size=128')
   assert code == 0, err[-2000:]
   samples = np.load(tmp_path / 'samples' / 'samples_8step.npz')['samples']
@@ -190,18 +173,18 @@ def test_training_reaches_the_mixture_and_keeps_the_best_evaluated_state(tmp_pat
 
 
 def test_eval_mode_evaluates_the_newest_checkpoint(tmp_path):
-  code, _, err = _run_cli(tmp_path, '--config.train.num_steps=20')
+  code, _, err = run_cli(tmp_path, '--config.train.num_steps=20')
   assert code == 0, err[-2000:]
   eval_flags = ['--mode=eval', '--config.eval.features=exact', '--config.eval.num_samples=1024',
                 '--config.eval.batch_size=256', '--config.eval.steps=(1,4)']
-  code, out, err = _run_cli(tmp_path, *eval_flags)
+  code, out, err = run_cli(tmp_path, *eval_flags)
   assert code == 0, err[-2000:]
   result = json.load(open(tmp_path / 'eval' / 'step_0000020.json'))
   assert result['step'] == 20 and 'wrote' in out
   # A 20-step model is far from the mixture: above the sampling noise floor at both k.
   assert result['eval/swd_1step'] > result['eval/swd_floor']
   assert result['eval/swd_4step'] > result['eval/swd_floor']
-  code, _, err = _run_cli(tmp_path, *eval_flags[:-1], '--config.eval.features=digits')
+  code, _, err = run_cli(tmp_path, *eval_flags[:-1], '--config.eval.features=digits')
   assert code == 1 and 'fastgen: error:' in err and 'Traceback' not in err, err[-2000:]
 
 
@@ -227,5 +210,5 @@ def test_model_axis_splits_params_and_trains_like_replicated(tmp_path):
 
 
 def test_model_axis_must_divide_the_devices(tmp_path):
-  code, _, err = _run_cli(tmp_path, '--config.mesh.model=3', devices=8)
+  code, _, err = run_cli(tmp_path, '--config.mesh.model=3', devices=8)
   assert code != 0 and 'mesh.model=3 must be a positive divisor of the 8 devices' in err

@@ -35,7 +35,8 @@ def get_config():
       keep_checkpoints=3,
       sample_every=500,            # 0: no sample pictures during training
       ema_decay=0.999,
-      skip_nonfinite=False))       # True: drop updates whose loss/grad is NaN/inf instead of stopping
+      skip_nonfinite=False,        # True: drop updates whose loss/grad is NaN/inf instead of stopping
+      max_consecutive_skips=100))  # skip_nonfinite: stop once this many updates in a row dropped
 
   config.sample = ml_collections.ConfigDict(dict(
       num_steps=18,                # sampler steps (Heun: 2k - 1 network evaluations)

@@ -23,10 +23,15 @@ data section: all digits of its split, else ``reference_num_samples`` images),
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fastgen import sharding
 from fastgen.evaluation import exact, extractors, frechet, reference
+
+
+class NonFiniteSamplesError(ValueError):
+  """A sampler produced NaN or inf: the model (or its EMA) diverged."""
 
 
 class Evaluator:
@@ -42,10 +47,18 @@ class Evaluator:
     self._teacher = None
 
   def batches(self, sample_fn, rng, num_steps):
-    """``(samples, keep)`` for each batch: ``keep`` of its rows count toward ``num_samples``."""
+    """``(samples, keep)`` for each batch: ``keep`` of its rows count toward ``num_samples``.
+    Samples with a NaN or inf are a :class:`NonFiniteSamplesError` (``num_steps`` None: the
+    teacher's), never an input to the metrics' linear algebra."""
     for i, start in enumerate(range(0, self.num_samples, self.batch_size)):
       samples = sample_fn(jax.random.fold_in(rng, i), self.batch_size, num_steps)
-      yield samples, min(self.batch_size, self.num_samples - start)
+      keep = min(self.batch_size, self.num_samples - start)
+      bad = int(jnp.sum(~jnp.isfinite(samples[:keep])))
+      if bad:
+        source = "the teacher's" if num_steps is None else f'the {num_steps}-step'
+        raise NonFiniteSamplesError(f'{source} samples hold {bad} non-finite value(s) (batch '
+                                    f'{i} of eval.batch_size={self.batch_size})')
+      yield samples, keep
 
   def measure(self, sample_fn, rng, num_steps) -> dict[str, float]:
     raise NotImplementedError

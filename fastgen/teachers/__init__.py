@@ -79,3 +79,19 @@ def load_teacher(teacher_config):
       raise ValueError('teacher.kind="checkpoint" needs --config.teacher.workdir=<teacher run>')
     return checkpoint_teacher(teacher_config.workdir)
   raise ValueError(f'unknown teacher.kind {kind!r}; known: {", ".join(TEACHER_KINDS)}')
+
+
+def check_network_teacher(model, params, example_shape, workdir: str) -> None:
+  """A :class:`fastgen.checkpoint.CheckpointError` if the network that the teacher workdir's
+  ``config.json`` describes does not have the checkpoint's arrays (for inputs shaped
+  ``example_shape``): its names, shapes and dtypes are compared before any call."""
+  x = jnp.zeros((1,) + tuple(example_shape), jnp.float32)
+  labels = jnp.zeros((1,), jnp.int32) if model.num_classes else None
+  expected = jax.eval_shape(model.init, jax.random.key(0), x, labels)
+  mismatch = checkpoint.tree_mismatch(params, expected)
+  if mismatch:
+    raise checkpoint.CheckpointError(
+        f'teacher {workdir}: the network of its config.json does not fit its checkpoint: '
+        + '; '.join(mismatch[:4]) + (f' (and {len(mismatch) - 4} more)' if len(mismatch) > 4
+                                     else ''))
+

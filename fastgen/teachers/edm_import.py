@@ -25,13 +25,11 @@ reverse, so a distilled student loads into EDM's networks (see ``fastgen.teacher
 """
 
 import collections
-import contextlib
 import dataclasses
 import os
 import pickle
 import re
 import shutil
-import signal
 import sys
 
 import jax
@@ -39,7 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fastgen import checkpoint, configs, networks, objectives, step
+from fastgen import checkpoint, configs, interrupts, networks, objectives, step
 from fastgen import denoiser as denoiser_lib
 from fastgen.configs import default
 from fastgen.teachers import torch_files
@@ -65,54 +63,6 @@ _VP_DEFAULTS = {'beta_d': 19.9, 'beta_min': 0.1, 'M': 1000}  # = fastgen.diffusi
 
 class EDMImportError(ValueError):
   """A checkpoint that does not fit (unknown architecture, missing / extra / misshapen tensors)."""
-
-
-class Interrupted(BaseException):
-  """SIGTERM, SIGINT or SIGHUP during :func:`main`: like KeyboardInterrupt, no ``except
-  Exception`` stops it, and the ``finally`` that removes a partial workdir runs."""
-
-  def __init__(self, signum: int):
-    super().__init__(signal.Signals(signum).name)
-    self.signum = signum
-
-
-_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_signals = {'deferring': False, 'pending': None}  # state of the handler main() installs
-
-
-def _raise_interrupted(signum, frame):
-  del frame
-  if _signals['pending'] is not None:
-    return  # already interrupted: a second signal must not cut the clean-up short
-  _signals['pending'] = signum
-  if not _signals['deferring']:
-    raise Interrupted(signum)
-
-
-def _raise_if_interrupted():
-  """Raise a signal that came but was not raised: deferred, or swallowed where Python cannot
-  propagate an exception (a gc callback, a ``__del__``)."""
-  if _signals['pending'] is not None:
-    raise Interrupted(_signals['pending'])
-
-
-def _hide_swallowed_interrupt(unraisable):
-  """``sys.unraisablehook``: an :class:`Interrupted` raised inside a gc callback is not printed
-  (:func:`_raise_if_interrupted` raises it again); anything else is, as usual."""
-  if not isinstance(unraisable.exc_value, Interrupted):
-    sys.__unraisablehook__(unraisable)
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-  """A signal during the block is raised when it ends: an orbax save (whose threads write into
-  the partial directory), the rename, and the removal of the partial directory run whole."""
-  _signals['deferring'] = True
-  try:
-    yield
-  finally:
-    _signals['deferring'] = False
-  _raise_if_interrupted()
 
 
 # ----------------------------------------------------------------------- architecture <-> kwargs
@@ -424,18 +374,18 @@ def write_workdir(workdir: str, config: ml_collections.ConfigDict, params) -> No
     objective = objectives.objective_class(config.objective.name)
     state = step.state_from_params({objective.network_group: jax.tree.map(jnp.asarray, params)},
                                    objective.groups, step.make_optimizer(config.optim))
-    with _signals_deferred():
+    with interrupts.deferred():
       checkpointer = checkpoint.Checkpointer(tmp, keep=1)
       checkpointer.save(0, state, {})
       checkpointer.close()
     with open(os.path.join(tmp, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
-    with _signals_deferred():
+    with interrupts.deferred():
       if os.path.isdir(workdir):
         os.rmdir(workdir)
       os.rename(tmp, workdir)
   finally:
-    with _signals_deferred():
+    with interrupts.deferred():
       if os.path.exists(tmp):
         shutil.rmtree(tmp)
 
@@ -444,7 +394,7 @@ def import_to_workdir(source: str, workdir: str, config=None) -> dict:
   """Convert ``source`` and write ``workdir``; returns the network config section."""
   network_config, params, dropped = read_edm(
       source, None if config is None else config.network.to_dict())
-  _raise_if_interrupted()
+  interrupts.raise_if_pending()
   config = ml_collections.ConfigDict(
       (config if config is not None else default.get_config()).to_dict())
   config.network = ml_collections.ConfigDict(network_config)
@@ -461,9 +411,7 @@ def main(argv):
     print('usage: python -m fastgen.teachers.edm_import SRC --workdir=OUT [--config=FILE]',
           file=sys.stderr)
     sys.exit(1)
-  for signum in _HANDLED_SIGNALS:
-    signal.signal(signum, _raise_interrupted)
-  sys.unraisablehook = _hide_swallowed_interrupt
+  interrupts.install()
   import time
   from absl import logging
   from fastgen import logs
@@ -477,7 +425,7 @@ def main(argv):
   except (EDMImportError, OSError, pickle.UnpicklingError) as e:
     print(f'fastgen: error: {e}', file=sys.stderr)
     sys.exit(1)
-  except Interrupted as e:
+  except interrupts.Interrupted as e:
     written = ('complete' if os.path.exists(os.path.join(_WORKDIR.value, 'config.json'))
                else 'not written')
     print(f'fastgen: error: interrupted by {e}; {_WORKDIR.value} {written}', file=sys.stderr)
