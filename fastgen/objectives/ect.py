@@ -16,9 +16,10 @@ condition of the discretised differential consistency condition),
 
     r(t) = max(t (1 - q^-(a + 1) n(t)), 0),   n(t) = 1 + k sigmoid(-b t),   a = floor(step / d),
 
-  a the training stage (d iterations each): at stage 0 (q = 2, k = 8) r = 0 for t < ~1.1, where
-  the target is the data x0 itself, so the first stage is the diffusion (denoising) loss; each
-  stage halves t - r, approaching the continuous-time consistency condition;
+  a the training stage (d iterations each): at stage 0 (q = 2, k = 8, b = 1) r = 0 for
+  t <= ln 7 = 1.95, where the target is the data x0 itself, so the first stage is mostly the
+  diffusion (denoising) loss the teacher was trained with; at stage 1 r = 0 for t <= ln(5/3);
+  each stage divides t - r by q, approaching the continuous-time consistency condition;
 * d(a, b) = sqrt(||a - b||^2 + c^2) - c (§3.4: the L2 norm for c = 0, which the paper derives as
   the adaptive weighting ||.||^2 / ||.|| of the squared loss; pseudo-Huber for c > 0);
 * w(t, r) = 1 / (t - r) (§3.4, the weighting that keeps the loss of the differential consistency
@@ -32,7 +33,7 @@ Differences from the official code (locuslab/ect at 4311059: training/loss.py, n
 run_ecm.sh):
 * f is the EDM denoiser at training and at sampling; the official ECMPrecond trains with EDM's
   c_skip, c_out too but samples with Song et al.'s sigma_min = 0.003 shifted ones (a relative change
-  of ~4e-5 at sigma_max = 80 and ~1% at the 2-step level 0.821);
+  of ~4e-5 at sigma_max = 80 and ~0.5% at the 2-step level 0.821);
 * ``ratio_limit`` caps 1 - q^-(a + 1) (TCM's stage-1 option; ECT's own runs: no cap, 1.0);
 * Adam instead of RAdam; no data augmentation (the official CIFAR-10 run uses none either).
 
