@@ -38,7 +38,7 @@ def _objective_and_params(num=64, **kwargs):
   stage1 = Denoiser(net, 'edm', 1.0)
   batch = {'x': jax.random.normal(jax.random.key(0), (num, 2)),
            'label': jnp.zeros((num,), jnp.int32)}
-  stage1_params = jax.tree.map(lambda p: p + 0.1, stage1.init(jax.random.key(1), batch['x']))
+  stage1_params = jax.tree.map(lambda p: p + 0.1, jax.jit(stage1.init)(jax.random.key(1), batch['x']))
   objective = tcm.TCM(Denoiser(net, 'edm', 1.0), teacher=stage1, stage_steps=100, **kwargs)
   return objective, batch, stage1, stage1_params
 
@@ -53,22 +53,26 @@ def test_boundary_parameterization_uses_the_stage1_model_below_t_prime():
   f = tcm.truncated_fn(student_fn, stage1_fn, 1.0)
   x = batch['x']
   sigma = jnp.where(jnp.arange(64) % 2 == 0, 0.5, 1.0)  # alternately below and at t'
-  expected = jnp.where((jnp.arange(64) % 2 == 0)[:, None], stage1_fn(x, sigma),
-                       student_fn(x, sigma))
-  np.testing.assert_array_equal(f(x, sigma), expected)
-  assert float(jnp.max(jnp.abs(stage1_fn(x, sigma) - student_fn(x, sigma)))) > 1e-3
+  below = (jnp.arange(64) % 2 == 0)[:, None]
+  expected = jax.jit(lambda: jnp.where(below, stage1_fn(x, sigma), student_fn(x, sigma)))()
+  np.testing.assert_allclose(jax.jit(f)(x, sigma), expected, atol=5e-4)  # jit round-off
+  gap = jax.jit(lambda: jnp.max(jnp.abs(stage1_fn(x, sigma) - student_fn(x, sigma))))()
+  assert float(gap) > 1e-2
   # 2-step sampling: the first step is the student at sigma_max, the second (0.821 < t') f_1's.
   rng = jax.random.key(5)
+  sample = jax.jit(lambda: objective.sample({'student': student_params}, stage1_params, rng, None,
+                                            (8, 2), 2))
   np.testing.assert_allclose(
-      objective.sample({'student': student_params}, stage1_params, rng, None, (8, 2), 2),
-      samplers.multistep_sample(f, rng, (8, 2), (80.0, 0.821)), rtol=1e-6)
+      sample(), jax.jit(lambda: samplers.multistep_sample(f, rng, (8, 2), (80.0, 0.821)))(),
+      rtol=1e-6)
 
 
 def test_boundary_share_and_loss_at_initialisation_is_ect_on_the_truncated_range():
   objective, batch, stage1, stage1_params = _objective_and_params(num=64)
   params = objective.init(jax.random.key(2), batch, stage1_params)
   rng, step = jax.random.key(7), jnp.int32(250)
-  loss, metrics = objective.loss('student', params, params, stage1_params, batch, rng, step)
+  loss, metrics = jax.jit(lambda: objective.loss('student', params, params, stage1_params, batch,
+                                                 rng, step))()
   # Re-derive: 16 of 64 examples at t' = 1, the rest from the truncated Student-t; at
   # initialisation f_theta = f_1, so f_trunc = f_1 and each term is ECT's pair loss of f_1.
   key_t, key_z, _ = jax.random.split(rng, 3)
@@ -78,11 +82,14 @@ def test_boundary_share_and_loss_at_initialisation_is_ect_on_the_truncated_range
   stage = ect.stage_of(step, 100)
   r = ect.mapping_r(t, stage, q=2.0, k=8.0, b=1.0, ratio_limit=0.999)
   f1 = lambda x, s: stage1(stage1_params, x, s)
-  per_example = ect.pair_loss(f1, f1, batch['x'], jax.random.normal(key_z, (64, 2)), t, r, 1e-8)
-  np.testing.assert_allclose(metrics['boundary_loss'], jnp.mean(per_example[:16]), rtol=1e-4)
-  np.testing.assert_allclose(metrics['consistency_loss'], jnp.mean(per_example[16:]), rtol=1e-4)
+  per_example = jax.jit(lambda: ect.pair_loss(f1, f1, batch['x'], jax.random.normal(key_z, (64, 2)),
+                                              t, r, 1e-8))()
+  # Two compiled programs: float32 round-off of ~1e-5 relative, divided by t - r (measured: up
+  # to 2.7e-4 relative).
+  np.testing.assert_allclose(metrics['boundary_loss'], jnp.mean(per_example[:16]), rtol=2e-3)
+  np.testing.assert_allclose(metrics['consistency_loss'], jnp.mean(per_example[16:]), rtol=2e-3)
   np.testing.assert_allclose(loss, jnp.mean(per_example[16:]) + 0.1 * jnp.mean(per_example[:16]),
-                             rtol=1e-4)
+                             rtol=2e-3)
   assert float(metrics['stage']) == 2.0 and float(jnp.min(r[:16])) < 1.0  # boundary targets: f_1
 
 
