@@ -55,27 +55,37 @@ def test_mapping_function_at_the_stage_boundaries():
 def _teacher_and_batch(num=256):
   net = mlp.MLP(hidden=32, depth=2, emb_dim=16)
   teacher = Denoiser(net, 'edm', 1.0)
-  batch = {'x': jax.random.normal(jax.random.key(0), (num, 2)),
-           'label': jnp.zeros((num,), jnp.int32)}
-  teacher_params = jax.tree.map(lambda p: p + 0.1, jax.jit(teacher.init)(jax.random.key(1), batch['x']))
-  return teacher, batch, teacher_params
+
+  @jax.jit
+  def setup():  # one compiled program (eager ops each compile: slow on a loaded CPU)
+    batch = {'x': jax.random.normal(jax.random.key(0), (num, 2)),
+             'label': jnp.zeros((num,), jnp.int32)}
+    params = jax.tree.map(lambda p: p + 0.1, teacher.init(jax.random.key(1), batch['x']))
+    return batch, params
+
+  return (teacher, *setup())
 
 
 def test_student_starts_as_the_teacher_and_stage_zero_below_ln7_is_the_denoising_loss():
   teacher, batch, teacher_params = _teacher_and_batch()
   objective = ect.ECT(teacher)
-  params = objective.init(jax.random.key(2), batch, teacher_params)
+  params = jax.jit(objective.init)(jax.random.key(2), batch, teacher_params)
   jax.tree.map(np.testing.assert_array_equal, params['student'], teacher_params)
-  # r = 0 below ln 7 at stage 0: the per-example loss is ||D(x0 + t z, t) - x0|| / t.
-  x0 = batch['x']
-  z = jax.random.normal(jax.random.key(3), x0.shape)
-  t = jnp.geomspace(0.01, 1.9, x0.shape[0])
-  r = ect.mapping_r(t, 0, q=2.0, k=8.0, b=1.0)
-  assert float(jnp.max(r)) == 0.0
   f = lambda x, sigma: teacher(teacher_params, x, sigma)
-  denoising = jax.jit(lambda: jnp.linalg.norm(f(x0 + t[:, None] * z, t) - x0, axis=1) / t)()
-  np.testing.assert_allclose(jax.jit(lambda: ect.pair_loss(f, f, x0, z, t, r, 0.0))(), denoising,
-                             rtol=1e-5)
+
+  @jax.jit
+  def losses():
+    # r = 0 below ln 7 at stage 0: the per-example loss is ||D(x0 + t z, t) - x0|| / t.
+    x0 = batch['x']
+    z = jax.random.normal(jax.random.key(3), x0.shape)
+    t = jnp.geomspace(0.01, 1.9, x0.shape[0])
+    r = ect.mapping_r(t, 0, q=2.0, k=8.0, b=1.0)
+    denoising = jnp.linalg.norm(f(x0 + t[:, None] * z, t) - x0, axis=1) / t
+    return jnp.max(r), ect.pair_loss(f, f, x0, z, t, r, 0.0), denoising
+
+  max_r, per_example, denoising = losses()
+  assert float(max_r) == 0.0
+  np.testing.assert_allclose(per_example, denoising, rtol=1e-5)
   with pytest.raises(ValueError, match='init_from_teacher'):
     objective.init(jax.random.key(2), batch, None)
 
