@@ -56,6 +56,7 @@ def get_config(arg: str = 'gmm2d'):
       start_stage=stage1_steps // stage_steps, ratio_limit=0.999, huber_c=1e-8,
       intermediate_sigmas=(0.821,), init_from_teacher=True))
   config.optim.lr = config.optim.lr / 2
+  config.eval.teacher_steps = 0  # the teacher is the stage-1 consistency model: no Heun sampler
   if data == 'gmm2d':
     config.train.num_steps = 1500
   else:
