@@ -4,15 +4,15 @@ diffusion model.
 
 The student is the teacher's own denoiser D_theta(x, t) (EDM preconditioning, EDM Eq. 7) used as
 the consistency function f_theta(x, t) = D_theta(x, t): c_skip(0) = 1 and c_out(0) = 0 give the
-boundary condition f(x, 0) = x exactly, and it starts from the teacher's weights (§3, "diffusion
-models are a special case of consistency models"). The loss compares two points of one noising
-path, x_t = x0 + t z and x_r = x0 + r z with the same z, 0 <= r < t (§3, the consistency
-condition of the discretised differential consistency condition),
+boundary condition f(x, 0) = x exactly, and it starts from the teacher's weights (the paper's
+argument that diffusion models are a special case of consistency models). The loss compares two points of one noising
+path, x_t = x0 + t z and x_r = x0 + r z with the same z, 0 <= r < t (the paper's discretised
+differential consistency condition),
 
   L = E_{x0, z, t} [ w(t, r) d(f_theta(x_t, t), sg f_theta(x_r, r)) ],      f(x_0, 0) := x0,
 
-* t ~ lognormal: ln t ~ N(P_mean, P_std^2) (§3.3, EDM's / iCT's noise distribution);
-* the mapping function (§3.3, "dt shrinks with training stages"):
+* t ~ lognormal: ln t ~ N(P_mean, P_std^2) (EDM's / iCT's noise distribution);
+* the mapping function p(r | t, iteration) ("dt" shrinks with the training stage):
 
     r(t) = max(t (1 - q^-(a + 1) n(t)), 0),   n(t) = 1 + k sigmoid(-b t),   a = floor(step / d),
 
@@ -20,13 +20,13 @@ condition of the discretised differential consistency condition),
   t <= ln 7 = 1.95, where the target is the data x0 itself, so the first stage is mostly the
   diffusion (denoising) loss the teacher was trained with; at stage 1 r = 0 for t <= ln(5/3);
   each stage divides t - r by q, approaching the continuous-time consistency condition;
-* d(a, b) = sqrt(||a - b||^2 + c^2) - c (§3.4: the L2 norm for c = 0, which the paper derives as
-  the adaptive weighting ||.||^2 / ||.|| of the squared loss; pseudo-Huber for c > 0);
-* w(t, r) = 1 / (t - r) (§3.4, the weighting that keeps the loss of the differential consistency
+* d(a, b) = sqrt(||a - b||^2 + c^2) - c (the L2 norm for c = 0, which the paper writes as the
+  squared loss with the adaptive weight 1 / ||.||, its p = 0.5; pseudo-Huber for c > 0);
+* w(t, r) = 1 / (t - r) (the weighting that keeps the loss of the differential consistency
   condition finite as dt -> 0, as iCT's lambda);
 * the same dropout mask for both evaluations; no target EMA (stop-gradient of the student).
 
-Sampling (§3.5): x = f(sigma_max z, sigma_max), then for each intermediate noise level s (2-step
+Sampling: x = f(sigma_max z, sigma_max), then for each intermediate noise level s (2-step
 CIFAR-10: s = 0.821) x = f(x + s z, s).
 
 Differences from the official code (locuslab/ect at 4311059: training/loss.py, networks.py,
@@ -37,6 +37,8 @@ run_ecm.sh):
 * ``ratio_limit`` caps 1 - q^-(a + 1) (TCM's stage-1 option; ECT's own runs: no cap, 1.0);
 * Adam instead of RAdam; no data augmentation (the official CIFAR-10 run uses none either).
 
+Equation numbers differ between the paper's arXiv and ICLR versions, so the formulas are named,
+not numbered; each was checked against the official code (training/loss.py, ct_train.py).
 Derivation and the schedule's values: docs/rules/consistency.md.
 """
 

@@ -1,18 +1,18 @@
 """Truncated consistency models, TCM (Lee et al. 2024, "Truncated Consistency Models",
 arXiv:2410.14895, ICLR 2025; official code github.com/NVlabs/TCM, built on ECT's).
 
-Two stages (§4, Figure 1a):
+Two stages (the paper's Figure 1a):
 
 1. a standard consistency model f_1 over the whole range [0, T]: fastgen's ECT rule
    (:mod:`fastgen.objectives.ect`; ``configs/tcm_<data>.py:stage1``);
 2. a truncated consistency model over [t', T] (this rule), initialised from f_1, with the
-   boundary parameterization (§4.1)
+   boundary parameterization (the paper's truncated consistency function)
 
      f_trunc(x, t) = f_theta(x, t)     for t >= t',
                      sg f_1(x, t)       for t < t'       (the frozen stage-1 model),
 
    so that the consistency condition at t' ties the new model to f_1 instead of the identity at
-   t = 0, and cannot collapse to a trivial solution (§4.1). The loss (§4.2) splits each batch:
+   t = 0, and cannot collapse to a trivial solution. The loss splits each batch:
    a fraction rho of it at t = t' (the boundary loss), the rest with ln t from a heavy-tailed
    Student-t truncated to [ln t', ln T] (the consistency loss), and weights them
 
@@ -25,12 +25,15 @@ Two stages (§4, Figure 1a):
 
 The r(t) schedule continues stage 1's: stage a = ``start_stage`` + floor(step / d), its ratio
 1 - q^-(a + 1) capped at ``ratio_limit`` (the official stage 2 resumes at stage 1's last tick).
-Sampling as ECT's (§3.5 there): f_trunc(sigma_max z, sigma_max), then re-noising to each of
+Sampling as ECT's: f_trunc(sigma_max z, sigma_max), then re-noising to each of
 ``intermediate_sigmas`` (0.821 for CIFAR-10, below t' = 1: that step is f_1's).
 
 Defaults: the official CIFAR-10 stage-2 script (README of NVlabs/TCM): t' = 1, ln t ~ Student-t
 (mean 0, scale 0.2, df 0.01) truncated to [ln 1, ln 80], rho = 0.25, lambda_b = 0.1, q = 2,
 d = 25k iterations, ratio limit 0.999, c = 1e-8.
+
+The formulas are named, not numbered (the arXiv and ICLR versions number them differently); each
+was checked against the official code (training/loss.py, networks_tcm.py, ct_training_loop.py).
 
 Differences from the official code: the boundary split is a fixed number of examples per batch
 (round(rho B)), as the official random permutation; the Student-t is drawn by inverting its CDF
