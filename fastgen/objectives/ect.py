@@ -64,14 +64,14 @@ def mapping_ratio(stage, q: float, ratio_limit: float):
 
 
 def mapping_r(t, stage, *, q: float, k: float, b: float, ratio_limit: float = 1.0):
-  """ECT's mapping function (§3.3): r = max(t - t (1 - ratio) n(t), 0), n(t) = 1 + k sigmoid(-b t),
+  """ECT's mapping function: r = max(t - t (1 - ratio) n(t), 0), n(t) = 1 + k sigmoid(-b t),
   ratio = :func:`mapping_ratio` (1 - q^-(a + 1) uncapped)."""
   decay = 1.0 - mapping_ratio(stage, q, ratio_limit)
   return jnp.maximum(t - t * decay * (1.0 + k * jax.nn.sigmoid(-b * t)), 0.0)
 
 
 def distance(a, b, c: float):
-  """Per-example d(a, b) = sqrt(||a - b||^2 + c^2) - c: the L2 norm for c = 0 (ECT §3.4),
+  """Per-example d(a, b) = sqrt(||a - b||^2 + c^2) - c: the L2 norm for c = 0 (ECT's),
   pseudo-Huber for c > 0."""
   return jnp.sqrt(consistency.squared_distance(a, b) + c**2) - c
 
