@@ -5,9 +5,9 @@ diffusion model.
 The student is the teacher's own denoiser D_theta(x, t) (EDM preconditioning, EDM Eq. 7) used as
 the consistency function f_theta(x, t) = D_theta(x, t): c_skip(0) = 1 and c_out(0) = 0 give the
 boundary condition f(x, 0) = x exactly, and it starts from the teacher's weights (the paper's
-argument that diffusion models are a special case of consistency models). The loss compares two points of one noising
-path, x_t = x0 + t z and x_r = x0 + r z with the same z, 0 <= r < t (the paper's discretised
-differential consistency condition),
+argument that diffusion models are a special case of consistency models). The loss compares two
+points of one noising path, x_t = x0 + t z and x_r = x0 + r z with the same z, 0 <= r < t (the
+paper's discretised differential consistency condition),
 
   L = E_{x0, z, t} [ w(t, r) d(f_theta(x_t, t), sg f_theta(x_r, r)) ],      f(x_0, 0) := x0,
 
@@ -37,8 +37,8 @@ run_ecm.sh):
 * ``ratio_limit`` caps 1 - q^-(a + 1) (TCM's stage-1 option; ECT's own runs: no cap, 1.0);
 * Adam instead of RAdam; no data augmentation (the official CIFAR-10 run uses none either).
 
-Equation numbers differ between the paper's arXiv and ICLR versions, so the formulas are named,
-not numbered; each was checked against the official code (training/loss.py, ct_train.py).
+The formulas are named, not cited by equation number (the numbers were not checked against the
+paper's PDF); each was checked against the official code (training/loss.py, ct_train.py).
 Derivation and the schedule's values: docs/rules/consistency.md.
 """
 

@@ -32,8 +32,9 @@ Defaults: the official CIFAR-10 stage-2 script (README of NVlabs/TCM): t' = 1, l
 (mean 0, scale 0.2, df 0.01) truncated to [ln 1, ln 80], rho = 0.25, lambda_b = 0.1, q = 2,
 d = 25k iterations, ratio limit 0.999, c = 1e-8.
 
-The formulas are named, not numbered (the arXiv and ICLR versions number them differently); each
-was checked against the official code (training/loss.py, networks_tcm.py, ct_training_loop.py).
+The formulas are named, not cited by equation number (the numbers were not checked against the
+paper's PDF); each was checked against the official code (training/loss.py, networks_tcm.py,
+ct_training_loop.py, README.md).
 
 Differences from the official code: the boundary split is a fixed number of examples per batch
 (round(rho B)), as the official random permutation; the Student-t is drawn by inverting its CDF
