@@ -20,7 +20,8 @@ Two stages (the paper's Figure 1a):
          + lambda_b E_{t = t'}[ w d(f_theta(x_t', t'), sg f_1(x_r, r)) ],
 
    with ECT's pair (x_t = x0 + t z, x_r = x0 + r z, same z), mapping function r(t), distance
-   d = sqrt(||.||^2 + c^2) - c and weighting w = 1 / (t - r) (:func:`fastgen.objectives.ect.pair_loss`);
+   d = sqrt(||.||^2 + c^2) - c and weighting w = 1 / (t - r)
+   (:func:`fastgen.objectives.ect.pair_loss`);
    r < t' picks the frozen f_1 as the target, which is how the boundary condition enters.
 
 The r(t) schedule continues stage 1's: stage a = ``start_stage`` + floor(step / d), its ratio
@@ -82,7 +83,8 @@ def truncated_fn(student_fn, boundary_fn, transition_sigma: float):
 @dataclasses.dataclass(frozen=True)
 class TCM(base.Objective):
   """TCM stage 2; group 'student' (from the stage-1 model's weights), ``teacher`` the frozen
-  stage-1 consistency model f_1 (a fastgen workdir of the ECT rule, ``teacher.kind='checkpoint'``)."""
+  stage-1 consistency model f_1 (a fastgen workdir of the ECT rule,
+  ``teacher.kind='checkpoint'``)."""
   denoiser: Denoiser            # config.network: the stage-2 consistency function f_theta
   teacher: Any = None           # f_1(params, x, sigma, labels): the stage-1 model
   transition_sigma: float = 1.0  # t'
