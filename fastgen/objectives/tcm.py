@@ -142,7 +142,7 @@ class TCM(base.Objective):
     num_boundary = round(self.boundary_fraction * num)
     if num_boundary >= num:
       raise ValueError(f'objective.boundary_fraction={self.boundary_fraction} leaves no example of '
-                       f'the batch of {num} (per device) for the consistency loss')
+                       f'the batch of {num} for the consistency loss')
     stage = ect.stage_of(step, self.stage_steps, self.start_stage)
     t = truncated_log_student_t(key_t, (num,), mean=self.p_mean, scale=self.p_std, df=self.df,
                                 low=self.transition_sigma, high=self.sigma_max)
