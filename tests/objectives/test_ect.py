@@ -159,9 +159,9 @@ def test_sampler_and_option_errors():
 
 @pytest.mark.slow
 def test_short_run_from_an_edm_teacher_reaches_the_mixture(tmp_path):
-  # ~2 min: a 1000-step EDM teacher (the gmm2d preset's 128 x 3 MLP; its own Heun-35 FD 0.0061),
-  # then 1000 ECT steps in 5 stages of 200. Measured 1- / 2-step FD, seeds 0-3 (config.seed, for
-  # both runs): 0.00027 / 0.00114, 0.0037 / 0.0011, 0.0022 / 0.0017, 0.00074 / 0.0025; the exact
+  # ~2 min: a 1000-step EDM teacher (the gmm2d preset's 128 x 3 MLP; Heun-35 FD ~0.006), then
+  # 1000 ECT steps in 5 stages of 200. Measured 1- / 2-step FD, seeds 0-3 (config.seed, for both
+  # runs): 0.0027 / 0.00080, 0.0037 / 0.0011, 0.0022 / 0.0017, 0.00074 / 0.0025; the exact
   # teacher's Heun-35 0.00146, floor 0.00008. Bounds: 0.00146 + 0.003 = 0.0045 (22 % above the
   # largest 1-step value), 0.00146 + 0.0016 = 0.0031 (23 % above the largest 2-step value).
   edm_teacher = gmm2d_runs.train_edm_teacher(tmp_path / 'edm')
