@@ -4,13 +4,14 @@ dataclass subclassing :class:`fastgen.objectives.base.Objective` (the contract).
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, instaflow, meanflow,
-                                progressive, reflow, scm, sid, slimflow)
+from fastgen.objectives import (base, consistency, dmd, ect, edm, flow_matching, instaflow,
+                                meanflow, progressive, reflow, scm, sid, slimflow, tcm)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
     'ct': consistency.ConsistencyTraining,
     'dmd': dmd.DMD,
+    'ect': ect.ECT,
     'edm': edm.EDM,
     'flow_matching': flow_matching.FlowMatching,
     'instaflow': instaflow.InstaFlow,
@@ -21,6 +22,7 @@ OBJECTIVES = {
     'sct': scm.SCT,
     'sid': sid.SiD,
     'slimflow': slimflow.SlimFlow,
+    'tcm': tcm.TCM,
 }
 
 
