@@ -52,11 +52,25 @@ def _user_errors() -> tuple[type[Exception], ...]:
           step.NonFiniteLossError, workdir.WorkdirError)
 
 
+def _enable_compilation_cache() -> None:
+  """JAX's persistent compilation cache in ``$FASTGEN_CACHE/jax`` (default
+  ``~/.cache/fastgen/jax``) unless ``JAX_COMPILATION_CACHE_DIR`` names another: a resumed run, a
+  rerun or ``--mode=sample`` of the same config loads its programs instead of compiling them.
+  ``FASTGEN_COMPILATION_CACHE=0`` turns it off."""
+  import jax
+  from fastgen.assets import fetch
+  if os.environ.get('FASTGEN_COMPILATION_CACHE', '1') == '0':
+    return
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', os.path.join(fetch.cache_dir(), 'jax'))
+
+
 def _run_mode(config, mode: str, workdir: str) -> None:
   settings.check(config)  # before JAX is imported: bad settings fail at once
   # Imported after flag parsing so --help and flag errors stay fast.
   from fastgen import inference, logs, train
   logs.quiet_libraries()
+  _enable_compilation_cache()
   _initialize_distributed(config)
   interrupts.raise_if_pending()
   if mode == 'train':

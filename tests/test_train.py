@@ -1,6 +1,7 @@
 """The generic trainer: it learns, it shards, it resumes bit for bit, and it refuses bad input."""
 
 import json
+import os
 import signal
 import time
 
@@ -212,3 +213,19 @@ def test_model_axis_splits_params_and_trains_like_replicated(tmp_path):
 def test_model_axis_must_divide_the_devices(tmp_path):
   code, _, err = run_cli(tmp_path, '--config.mesh.model=3', devices=8)
   assert code != 0 and 'mesh.model=3 must be a positive divisor of the 8 devices' in err
+
+
+def test_cli_keeps_compiled_programs_in_the_fastgen_cache(tmp_path):
+  """Without JAX_COMPILATION_CACHE_DIR the CLI caches its programs in $FASTGEN_CACHE/jax, so a
+  resumed or repeated run loads them instead of compiling; FASTGEN_COMPILATION_CACHE=0 opts out."""
+  env = {'FASTGEN_CACHE': str(tmp_path / 'cache'), 'JAX_COMPILATION_CACHE_DIR': '',
+         'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+  code, _, err = run_cli(tmp_path / 'run', '--config.train.num_steps=20', devices=1,
+                         env_extra=env)
+  assert code == 0, err[-2000:]
+  assert len(os.listdir(tmp_path / 'cache' / 'jax')) > 0
+  code, _, err = run_cli(tmp_path / 'off', '--config.train.num_steps=20', devices=1,
+                         env_extra={**env, 'FASTGEN_CACHE': str(tmp_path / 'off_cache'),
+                                    'FASTGEN_COMPILATION_CACHE': '0'})
+  assert code == 0, err[-2000:]
+  assert not (tmp_path / 'off_cache' / 'jax').exists()
