@@ -122,6 +122,13 @@ def _parse_flags(argv):
 def run():
   """The ``fastgen`` console script: ``python -m fastgen.main``'s command line."""
   interrupts.install(at_once=False)
+  # absl's --help shows __main__'s docstring and the key flags of the module named sys.argv[0]:
+  # under the console script that is the script, so name this module's docstring and flags.
+  script = sys.modules['__main__']
+  if script is not sys.modules[__name__] and not script.__doc__:
+    script.__doc__ = __doc__.replace('python -m fastgen.main', 'fastgen')
+    for name in ('config', 'workdir', 'mode'):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
   app.run(main, flags_parser=_parse_flags)
 
 
