@@ -3,9 +3,11 @@ nothing lost or refused with one ``fastgen: error:`` line (no traceback), and no
 Checkpoint, coupling-shard and torch-file faults have their own modules
 (test_checkpoint_faults.py, test_couplings.py, teachers/test_torch_files_faults.py)."""
 
+import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,12 +107,32 @@ def test_workdir_that_is_a_file_or_under_one_is_one_line(tmp_path):
   _one_error_line(code, err, 'lies under a file')
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only directories')
+@contextlib.contextmanager
+def _read_only(path):
+  """``path`` read-only for this user: chmod 555, or for root (who writes through modes) the
+  immutable attribute; the test is skipped where neither is available."""
+  if os.geteuid() != 0:
+    os.chmod(path, 0o555)
+    try:
+      yield
+    finally:
+      os.chmod(path, 0o755)
+    return
+  if shutil.which('chattr') is None or subprocess.run(['chattr', '+i', str(path)],
+                                                      capture_output=True).returncode != 0:
+    pytest.skip('root, and no immutable attribute on this file system')
+  try:
+    yield
+  finally:
+    subprocess.run(['chattr', '-i', str(path)], check=True)
+
+
 def test_read_only_workdir_is_one_line(tmp_path):
   (tmp_path / 'run').mkdir()
-  os.chmod(tmp_path / 'run', 0o555)
-  code, _, err = run_cli(tmp_path / 'run')
-  _one_error_line(code, err, 'is not writable')
+  with _read_only(tmp_path / 'run'):
+    code, _, err = run_cli(tmp_path / 'run')
+  _one_error_line(code, err, f'{tmp_path / "run"} is not writable')
+  assert _listing(tmp_path / 'run') == []
 
 
 def test_second_trainer_is_refused_naming_the_holder(tmp_path):
