@@ -132,8 +132,8 @@ def _train(config, workdir):
         if skipped:
           skipped.update(step_metrics)
         is_last = step == train.num_steps
-        saves = (step % train.checkpoint_every == 0 or is_last
-                 or interrupts.pending() is not None)
+        stopping = interrupts.pending()  # read once: a signal after this waits one step
+        saves = step % train.checkpoint_every == 0 or is_last or stopping is not None
         record = {}
         if step % train.log_every == 0 or is_last:
           step_metrics = sharding.to_host(step_metrics)
@@ -158,9 +158,8 @@ def _train(config, workdir):
           if unchecked:
             check_finite(*unchecked, groups)
           checkpointer.save(step, state, experiment.data.get_state())
-        if interrupts.pending() is not None:
-          logging.info('%s: saved step %d, exiting', signal.Signals(interrupts.pending()).name,
-                       step)
+        if stopping is not None:
+          logging.info('%s: saved step %d, exiting', signal.Signals(stopping).name, step)
           break
     finally:
       logger.close()
