@@ -4,8 +4,8 @@ dataclass subclassing :class:`fastgen.objectives.base.Objective` (the contract).
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, instaflow, meanflow,
-                                progressive, reflow, scm, sid, slimflow)
+from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, instaflow,
+                                meanflow, progressive, reflow, scm, sid, sim, slimflow)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
@@ -20,6 +20,7 @@ OBJECTIVES = {
     'scd': scm.SCD,
     'sct': scm.SCT,
     'sid': sid.SiD,
+    'sim': sim.SIM,
     'slimflow': slimflow.SlimFlow,
 }
 

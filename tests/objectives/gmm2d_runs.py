@@ -15,14 +15,17 @@ from fastgen.evaluation import exact
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def train_and_measure(tmp_path, name: str, num_steps: int, sample_steps, num=20_000):
-  """([FD of the k-step samples for k in ``sample_steps``], FD of the teacher's Heun samples).
-  Training runs on one CPU device (the 8 simulated devices of the test session are slower)."""
+def train_and_measure(tmp_path, name: str, num_steps: int, sample_steps, *overrides,
+                      num=20_000):
+  """([FD of the k-step samples for k in ``sample_steps``], FD of the teacher's Heun samples),
+  trained with the command-line ``overrides`` (``--config.seed=1``). Training runs on one CPU
+  device (the 8 simulated devices of the test session are slower)."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
   cmd = [sys.executable, '-m', 'fastgen.main', f'--config=configs/{name}.py',
          f'--workdir={tmp_path}', '--config.train.sample_every=0', '--config.eval.every=0',
-         f'--config.train.num_steps={num_steps}', f'--config.train.checkpoint_every={num_steps}']
+         f'--config.train.num_steps={num_steps}', f'--config.train.checkpoint_every={num_steps}',
+         *overrides]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   truth, truth_params = teachers.analytic_teacher('gmm2d')
