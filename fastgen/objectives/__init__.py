@@ -4,7 +4,7 @@ dataclass subclassing :class:`fastgen.objectives.base.Objective` (the contract).
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, instaflow,
+from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, guided, instaflow,
                                 meanflow, progressive, reflow, scm, sid, sim, slimflow)
 
 OBJECTIVES = {
@@ -13,6 +13,7 @@ OBJECTIVES = {
     'dmd': dmd.DMD,
     'edm': edm.EDM,
     'flow_matching': flow_matching.FlowMatching,
+    'guided': guided.GuidedDistillation,
     'instaflow': instaflow.InstaFlow,
     'meanflow': meanflow.MeanFlow,
     'pd': progressive.ProgressiveDistillation,
