@@ -34,8 +34,8 @@ def _stand_in_teacher(config):
 def test_every_rule_file_is_found():
   assert set(configs.rule_modules()) == {
       'cd', 'ct', 'dmd', 'dmd2', 'edm', 'flow', 'guided', 'instaflow', 'meanflow', 'pd', 'reflow',
-      'scd', 'sct', 'sid', 'sida', 'sim', 'slimflow'}
-  assert len(configs.names()) == len(set(configs.names())) == 45
+      'scd', 'sct', 'sid', 'sida', 'sim', 'slimflow', 'uni_instruct'}
+  assert len(configs.names()) == len(set(configs.names())) == 47
 
 
 @pytest.mark.parametrize('name', configs.names())

@@ -5,7 +5,8 @@ import dataclasses
 
 from fastgen import denoiser as denoiser_lib
 from fastgen.objectives import (base, consistency, dmd, edm, flow_matching, guided, instaflow,
-                                meanflow, progressive, reflow, scm, sid, sim, slimflow)
+                                meanflow, progressive, reflow, scm, sid, sim, slimflow,
+                                uni_instruct)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
@@ -23,6 +24,7 @@ OBJECTIVES = {
     'sid': sid.SiD,
     'sim': sim.SIM,
     'slimflow': slimflow.SlimFlow,
+    'uni_instruct': uni_instruct.UniInstruct,
 }
 
 
