@@ -5,10 +5,10 @@
       --config.teacher.workdir=/path/to/edm_cifar10_cond_converted \\
       --config.data.data_dir=/path/to/tensorflow_datasets
 
-SIM's CIFAR-10 experiments run on SiD's code base (EDM teacher, one-step generator at
-sigma_init 2.5, generator times u in [0, 0.8] of the noise range, alternating fake-score and
-generator updates), so the recipe here is SiD's (configs/sid.py) with SIM's loss; the pseudo-Huber
-constant ``huber_c`` is on the sum over dimensions of denoiser differences.
+The recipe is SiD's (configs/sid.py: EDM teacher, one-step generator at sigma_init 2.5,
+generator times u in [0, 0.8] of the noise range, alternating fake-score and generator updates)
+with SIM's loss, not checked against the SIM paper's settings; the pseudo-Huber constant
+``huber_c`` is on the sum over dimensions of denoiser differences.
 
 - gmm2d: the teacher is the exact mixture denoiser; generator and fake score start fresh, with
   sid_gmm2d's optimizer and fake-score noise levels.

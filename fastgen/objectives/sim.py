@@ -22,8 +22,8 @@ scale of d) is the per-example generator loss
 
 (SiD's normaliser as the weighting w(t)). Groups, in order: ``'fake_score'``, the EDM denoising
 loss on stop-gradient generator samples (:mod:`fastgen.objectives.fake_score`, as SiD), then
-``'generator'``: SIM's alternating updates (SIM Algorithm 1). Noise levels as SiD's (SIM's
-CIFAR-10 code path is SiD's): sigma on EDM's continuous grid at u ~ U[u_min, u_max].
+``'generator'``: SIM's alternating updates (SIM Algorithm 1). Noise levels as SiD's (fastgen's
+choice): sigma on EDM's continuous grid at u ~ U[u_min, u_max].
 
 Differences from the paper: the paper's printed loss and its CIFAR-10 constant c were not
 consulted in this implementation (no training code is released); the loss above is derived here
