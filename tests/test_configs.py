@@ -25,7 +25,8 @@ def _stand_in_teacher(config):
   """The teacher model a config's rule is built with, without a checkpoint: the closed-form
   mixture, nothing, or (for a checkpoint) a network of the config's own architecture."""
   if config.teacher.kind == 'analytic':
-    return teachers.analytic_teacher(config.teacher.mixture)[0]
+    return teachers.analytic_teacher(config.teacher.mixture,
+                                     conditional=config.teacher.get('conditional', False))[0]
   if config.teacher.kind == 'checkpoint':
     return denoiser_lib.from_config(config.network)
   return None

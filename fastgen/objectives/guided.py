@@ -141,6 +141,10 @@ class GuidedDistillation(base.Objective):
     if not getattr(self.denoiser, 'num_classes', 0):
       raise ValueError('guided distillation needs a class-conditional student: set '
                        'config.network.num_classes (the teacher\'s classes)')
+    if self.teacher is not None and not getattr(self.teacher, 'num_classes', 0):
+      raise ValueError('guided distillation needs a class-conditional teacher with a null label: '
+                       'set config.teacher.conditional=True (analytic mixture) or give a '
+                       'class-conditional checkpoint in config.teacher.workdir')
 
   @property
   def student(self) -> GuidanceConditioned:

@@ -78,6 +78,8 @@ def test_bad_options_are_refused_naming_them(options, match):
 def test_an_unconditional_student_is_refused():
   with pytest.raises(ValueError, match='config.network.num_classes'):
     guided.GuidedDistillation(_conditional_mlp(0), teacher=None)
+  with pytest.raises(ValueError, match='config.teacher.conditional'):
+    guided.GuidedDistillation(_conditional_mlp(), teacher=teachers.analytic_teacher('gmm2d')[0])
 
 
 def _stage_one(seed, num_steps, batch_size=256):
