@@ -1,18 +1,18 @@
 """Distillation of a classifier-free-guided teacher (Meng et al. 2023, "On Distillation of Guided
 Diffusion Models", CVPR 2023, §3.1-3.2; no official code), in EDM's sigma language (alpha = 1).
 
-The teacher guided at weight w (Meng Eq. 1, the x0 form of Ho & Salimans 2022 with w = 0 the
+The teacher guided at weight w (Meng §2, the x0 form of Ho & Salimans 2022 with w = 0 the
 conditional model) is
 
   D_w(x, sigma, c) = (1 + w) D(x, sigma, c) - w D(x, sigma, null).
 
-Stage one (§3.1, Eq. 3): one student network D_eta(x, sigma, c, w), conditioned on w, matches the
+Stage one (§3.1): one student network D_eta(x, sigma, c, w), conditioned on w, matches the
 guided teacher at every w ~ U[w_min, w_max] (the paper's U[0, 4]):
 
   L_1 = E_{w, x0, sigma, eps} max(1 / sigma^2, 1) || D_eta(x0 + sigma eps, sigma, c, w)
                                                  - D_w(x0 + sigma eps, sigma, c) ||^2.
 
-Stage two (§3.2, Eq. 4-5): progressive distillation (:mod:`fastgen.objectives.progressive`,
+Stage two (§3.2): progressive distillation (:mod:`fastgen.objectives.progressive`,
 Salimans & Ho 2022, Algorithm 2) of the stage-one student, w kept as an input and drawn afresh
 from U[w_min, w_max] each example: round r >= 1 trains a student of N_r = initial_steps / 2^(r-1)
 DDIM steps on two DDIM steps of the frozen round-(r - 1) student (``'previous'``) at the same w.
@@ -26,7 +26,7 @@ The w input: the network receives (c_noise(sigma), w) as two columns of its nois
 (:class:`GuidanceConditioned`; :func:`fastgen.networks.unet.embed_times`, as MeanFlow's two
 times), so the MLP and U-Nets need no change. Initialised from the teacher, the student is the
 teacher's network with zero weights on the w embedding: it starts as the unguided teacher at
-every w (the paper initialises from the teacher and learns the w embedding).
+every w (the paper, too, starts the student from the teacher).
 
 Differences from the paper: EDM's variance-exploding sigma grid with the progressive module's
 noise levels (sigma on EDM's grid read continuously, uniform in u) and truncated-SNR weight, not
@@ -72,7 +72,7 @@ class GuidanceConditioned(Denoiser):
 
 
 def guided_teacher(teacher, teacher_params, x, sigma, labels, w):
-  """D_w = (1 + w) D(x, sigma, c) - w D(x, sigma, null) (Meng Eq. 1), w of shape [B] or []."""
+  """D_w = (1 + w) D(x, sigma, c) - w D(x, sigma, null) (Meng §2), w of shape [B] or []."""
   null = jnp.full_like(labels, teacher.num_classes)
   sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
   cond, uncond = jnp.split(teacher(teacher_params, jnp.concatenate([x, x]),

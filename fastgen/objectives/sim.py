@@ -9,7 +9,7 @@ minimise a score divergence (SIM §3.1)
 
 s_p the teacher's score, s_q the generator's, with the pseudo-Huber distance (SIM §3.3)
 d(y) = sqrt(||y||^2 + c^2) - c. Its gradient needs no gradient of the intractable s_q (the
-score-gradient theorem, SIM Theorem 3.1): with the fake score f_psi in place of s_q, frozen
+score-gradient theorem, SIM §3.2): with the fake score f_psi in place of s_q, frozen
 networks, and x_t = x_g + sigma eps differentiated pathwise,
 
   grad D = grad E[ d(y_t) + d'(y_t)^T (s_q(x_t) - grad_{x_t} log q_t(x_t | x_g)) ],
@@ -22,7 +22,7 @@ scale of d) is the per-example generator loss
 
 (SiD's normaliser as the weighting w(t)). Groups, in order: ``'fake_score'``, the EDM denoising
 loss on stop-gradient generator samples (:mod:`fastgen.objectives.fake_score`, as SiD), then
-``'generator'``: SIM's alternating updates (SIM Algorithm 1). Noise levels as SiD's (fastgen's
+``'generator'``: SIM's alternating updates. Noise levels as SiD's (fastgen's
 choice): sigma on EDM's continuous grid at u ~ U[u_min, u_max].
 
 Differences from the paper: the paper's printed loss and its CIFAR-10 constant c were not
@@ -53,7 +53,7 @@ def pseudo_huber(y, c):
 
 def score_divergence_surrogate(f_real, f_fake, x_g, c):
   """Per-example d(Delta) + d'(Delta)^T (f_psi - x_g), Delta = f_phi - f_psi, d pseudo-Huber:
-  with frozen networks its gradient through x_t and x_g is the score divergence's (SIM Thm 3.1)."""
+  with frozen networks its gradient through x_t and x_g is the score divergence's (SIM §3.2)."""
   axes = tuple(range(1, x_g.ndim))
   delta = f_real - f_fake
   norm = jnp.sqrt(jnp.sum(delta**2, axis=axes, keepdims=True) + c**2)

@@ -9,8 +9,9 @@ D_f(q_0 || p_0) = E_{p_0} f(q_0 / p_0) dissipates as
   D_f(q_0 || p_0) = int w(t) E_{x_t ~ q_t} [ h(r_t) ||s_q(x_t) - s_p(x_t)||^2 ] dt,
   h(r) = f''(r) r,   r_t = q_t / p_t.
 
-Its gradient (derived in docs/rules/uni_instruct.md; the same route as SIM's Theorem 3.1) is the
-pathwise gradient, through x_t = x_g + sigma eps and x_g with every network frozen, of
+Its gradient (derived in docs/rules/uni_instruct.md, by the route of SIM's score-gradient
+theorem) is the pathwise gradient, through x_t = x_g + sigma eps and x_g with every network
+frozen, of
 
   L = [ a(r) ||Delta||^2 + b(r) Delta^T (f_psi - x_g) ] / w,
   Delta = f_phi(x_t) - f_psi(x_t),   a = h + r h'(r),   b = 2 h(r),
