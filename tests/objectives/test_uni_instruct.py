@@ -120,8 +120,9 @@ def test_gmm2d_config_builds_and_samples():
 
 @pytest.mark.slow
 def test_short_uni_instruct_run_reaches_the_teacher_on_gmm2d(tmp_path):
-  # uni_instruct_gmm2d (forward KL) shortened to 600 steps: 170-290 s at load average 7-9 (the
-  # ratio head and the real-data batch make a step ~2x SIM's), hence slow. Measured one-step FD
+  # uni_instruct_gmm2d (forward KL) shortened to 600 steps: 48 s at load average 2, 170-290 s
+  # at 7-9 (the ratio head and the real-data batch cost more than SIM's step); slow, to keep the
+  # new default-suite tests under 90 s. Measured one-step FD
   # (20k samples), seeds 0-2: 0.0011, 0.0013, 0.0006; the teacher's Heun-35 FD 0.0015. Bound
   # 0.0016: 25% above the largest measured.
   (fd,), _ = gmm2d_runs.train_and_measure(tmp_path, 'uni_instruct_gmm2d', 600, (1,))
