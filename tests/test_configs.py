@@ -25,7 +25,8 @@ def _stand_in_teacher(config):
   """The teacher model a config's rule is built with, without a checkpoint: the closed-form
   mixture, nothing, or (for a checkpoint) a network of the config's own architecture."""
   if config.teacher.kind == 'analytic':
-    return teachers.analytic_teacher(config.teacher.mixture)[0]
+    return teachers.analytic_teacher(config.teacher.mixture,
+                                     conditional=config.teacher.get('conditional', False))[0]
   if config.teacher.kind == 'checkpoint':
     return denoiser_lib.from_config(config.network)
   return None
@@ -33,9 +34,9 @@ def _stand_in_teacher(config):
 
 def test_every_rule_file_is_found():
   assert set(configs.rule_modules()) == {
-      'cd', 'ct', 'dmd', 'dmd2', 'ect', 'edm', 'flow', 'instaflow', 'meanflow', 'pd', 'reflow',
-      'scd', 'sct', 'sid', 'sida', 'slimflow', 'tcm'}
-  assert len(configs.names()) == len(set(configs.names())) == 47
+      'cd', 'ct', 'dmd', 'dmd2', 'ect', 'edm', 'flow', 'guided', 'instaflow', 'meanflow', 'pd',
+      'reflow', 'scd', 'sct', 'sid', 'sida', 'sim', 'slimflow', 'tcm', 'uni_instruct'}
+  assert len(configs.names()) == len(set(configs.names())) == 53
 
 
 @pytest.mark.parametrize('name', configs.names())

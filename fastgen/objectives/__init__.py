@@ -4,8 +4,9 @@ dataclass subclassing :class:`fastgen.objectives.base.Objective` (the contract).
 import dataclasses
 
 from fastgen import denoiser as denoiser_lib
-from fastgen.objectives import (base, consistency, dmd, ect, edm, flow_matching, instaflow,
-                                meanflow, progressive, reflow, scm, sid, slimflow, tcm)
+from fastgen.objectives import (base, consistency, dmd, ect, edm, flow_matching, guided,
+                                instaflow, meanflow, progressive, reflow, scm, sid, sim, slimflow,
+                                tcm, uni_instruct)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
@@ -14,6 +15,7 @@ OBJECTIVES = {
     'ect': ect.ECT,
     'edm': edm.EDM,
     'flow_matching': flow_matching.FlowMatching,
+    'guided': guided.GuidedDistillation,
     'instaflow': instaflow.InstaFlow,
     'meanflow': meanflow.MeanFlow,
     'pd': progressive.ProgressiveDistillation,
@@ -21,8 +23,10 @@ OBJECTIVES = {
     'scd': scm.SCD,
     'sct': scm.SCT,
     'sid': sid.SiD,
+    'sim': sim.SIM,
     'slimflow': slimflow.SlimFlow,
     'tcm': tcm.TCM,
+    'uni_instruct': uni_instruct.UniInstruct,
 }
 
 

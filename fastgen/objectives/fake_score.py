@@ -1,4 +1,4 @@
-"""The fake score and its discriminator: one piece shared by SiD / SiDA and DMD / DMD2.
+"""The fake score and its discriminator: one piece shared by SiD / SiDA, SIM and DMD / DMD2.
 
 The fake score f_psi is a denoiser of the generator's own distribution, learnt with the EDM loss
 (Karras et al. 2022, Eq. 2 and Table 1) on stop-gradient generator samples (SiD Algorithm 1;
