@@ -17,9 +17,10 @@ import numpy as np
 import scipy.linalg
 
 from fastgen import checkpoint, configs, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen import experiment as experiment_lib
 from fastgen import step as step_lib
-from fastgen.objectives import guided, progressive
+from fastgen.objectives import progressive
 
 NUM = 20_000
 
@@ -40,7 +41,7 @@ def teacher_ddim(teacher, teacher_params, w, num_steps, key):
 
   def step(k, x):
     sigma = sigma_at(k)
-    x0_hat = guided.guided_teacher(teacher, teacher_params, x, sigma, labels, w)
+    x0_hat = denoiser_lib.guided(teacher, teacher_params, x, sigma, labels, 1.0 + w)
     return samplers.ddim_step(x, x0_hat, sigma, sigma_at(k + 1))
 
   noise = progressive.grid_sigma(0.0) * jax.random.normal(key_z, (NUM, 2))

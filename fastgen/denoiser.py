@@ -127,16 +127,21 @@ def velocity_from_denoiser(denoiser: Any, params, x_t, t, labels=None, *, train=
   return diffusion.x0_to_velocity(x_t, t, x0)
 
 
-def guided(denoiser: Any, params, x, sigma, labels, guidance_scale: float) -> jax.Array:
+def guided(denoiser: Any, params, x, sigma, labels, guidance_scale) -> jax.Array:
   """Classifier-free guidance (Ho & Salimans 2022, Eq. 6 in x0 form):
-  D_w = D(x, sigma, null) + w (D(x, sigma, y) - D(x, sigma, null)); w = 1 is the plain model."""
-  if labels is None or guidance_scale == 1.0:
+  D_w = D(x, sigma, null) + w (D(x, sigma, y) - D(x, sigma, null)); w = 1 is the plain model.
+  ``guidance_scale`` is a number or one per example ([B]); conditional and unconditional calls
+  run as one batch. (Meng et al. 2023 write the same D as (1 + w') D(y) - w' D(null), w' = w - 1.)"""
+  if labels is None or (isinstance(guidance_scale, (int, float)) and guidance_scale == 1.0):
     return denoiser(params, x, sigma, labels)
   null = jnp.full_like(labels, denoiser.num_classes)
   both = denoiser(params, jnp.concatenate([x, x]), jnp.concatenate(
-      [jnp.broadcast_to(sigma, x.shape[:1])] * 2), jnp.concatenate([labels, null]))
+      [jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])] * 2),
+      jnp.concatenate([labels, null]))
   cond, uncond = jnp.split(both, 2)
-  return uncond + guidance_scale * (cond - uncond)
+  scale = diffusion.expand_like(
+      jnp.broadcast_to(jnp.asarray(guidance_scale, jnp.float32), x.shape[:1]), x)
+  return uncond + scale * (cond - uncond)
 
 
 def from_config(network_config) -> Denoiser:

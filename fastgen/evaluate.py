@@ -6,7 +6,9 @@ with the lowest :attr:`RunEvaluator.primary_key` in ``<workdir>/checkpoints_best
 
 Every evaluation uses the same noise (``eval.seed``), so differences between evaluations are the
 model's. The teacher is sampled with Heun on the Karras grid in ``eval.teacher_steps`` steps
-(``2 * teacher_steps - 1`` network evaluations; 18 steps = the usual 35 NFE). For rules whose
+(``2 * teacher_steps - 1`` network evaluations; 18 steps = the usual 35 NFE), guided by
+classifier-free guidance at ``eval.guidance_scale`` (1: unguided; Ho & Salimans' w, so a guided
+student's FID has its guided teacher's beside it). For rules whose
 student is a velocity model (an objective whose ``has_velocity``: reflow, InstaFlow,
 SlimFlow), ``eval.straightness_steps > 0`` also logs ``eval/straightness`` of the student's ODE
 and, once, ``eval/straightness_teacher`` (:mod:`fastgen.evaluation.straightness`) on
@@ -55,11 +57,16 @@ class RunEvaluator:
     self.rng = jax.random.key(self.config.seed)
     teacher = experiment.teacher
     self._teacher_sample = None
+    guidance_scale = self.config.get('guidance_scale', 1.0)
+    if guidance_scale != 1.0 and not getattr(teacher, 'num_classes', 0):
+      raise ValueError(f'eval.guidance_scale={guidance_scale} guides the teacher\'s sampler: it '
+                       f'needs a class-conditional teacher (this run\'s has no classes)')
     if teacher is not None and self.config.teacher_steps > 0:
       self._teacher_sample = jax.jit(
           lambda params, rng, labels, shape: samplers.sample(
               teacher, params, rng, shape, method='heun', num_steps=self.config.teacher_steps,
-              labels=denoiser_lib.conditioning_labels(teacher, labels)),
+              labels=denoiser_lib.conditioning_labels(teacher, labels),
+              guidance_scale=guidance_scale),
           static_argnames='shape')
 
     self._straightness = None

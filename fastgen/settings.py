@@ -27,6 +27,7 @@ _BOUNDS = (
     ('eval', 'num_samples', 2, True, 'a covariance needs two samples'),
     ('eval', 'batch_size', 1, True, ''),
     ('eval', 'teacher_steps', 0, True, '0: skip the teacher'),
+    ('eval', 'guidance_scale', 0, True, '1: unguided'),
     ('eval', 'num_projections', 1, True, ''),
     ('eval', 'reference_num_samples', 0, True, '0: the whole split'),
     ('mesh', 'model', 1, True, ''),

@@ -52,6 +52,7 @@ def get_config():
       batch_size=500,
       steps=(1, 2, 4),             # student sampler steps k, one metric each
       teacher_steps=18,            # teacher Heun steps (2k - 1 NFE), evaluated once; 0: skip
+      guidance_scale=1.0,          # the teacher sampler's classifier-free guidance; 1: unguided
       reference='',                # EDM-format .npz (mu, sigma); '': computed from config.data
       reference_num_samples=0,     # '' reference: images to use (0: the whole digits split)
       inception_weights='',        # '': $FASTGEN_INCEPTION_WEIGHTS

@@ -71,17 +71,6 @@ class GuidanceConditioned(Denoiser):
         x.dtype)
 
 
-def guided_teacher(teacher, teacher_params, x, sigma, labels, w):
-  """D_w = (1 + w) D(x, sigma, c) - w D(x, sigma, null) (Meng §2), w of shape [B] or []."""
-  null = jnp.full_like(labels, teacher.num_classes)
-  sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
-  cond, uncond = jnp.split(teacher(teacher_params, jnp.concatenate([x, x]),
-                                   jnp.concatenate([sigma, sigma]),
-                                   jnp.concatenate([labels, null])), 2)
-  w = diffusion.expand_like(jnp.broadcast_to(jnp.asarray(w, jnp.float32), x.shape[:1]), x)
-  return (1 + w) * cond - w * uncond
-
-
 def from_teacher_with_zero_guidance_embedding(student_shapes, teacher_params):
   """The teacher's params padded to the student's shapes with zeros: the mapping network's first
   dense layer (``map_layer0``) gets zero rows for the w embedding and ``map_label`` zero columns,
@@ -207,7 +196,8 @@ class GuidedDistillation(base.Objective):
     teacher_labels = denoiser_lib.conditioning_labels(self.teacher, labels)
 
     def stage_one_target():
-      return guided_teacher(self.teacher, teacher_params, x, sigma, teacher_labels, w)
+      return denoiser_lib.guided(self.teacher, teacher_params, x, sigma, teacher_labels,
+                                  1.0 + w)
 
     def halving_target():
       previous = lambda x, s: self.student(params['previous'], x, s, w, labels)

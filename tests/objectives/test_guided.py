@@ -19,18 +19,19 @@ def _conditional_mlp(num_classes=8):
                                'edm', 1.0)
 
 
-def test_guided_teacher_is_classifier_free_guidance_at_scale_one_plus_w():
+def test_per_example_guidance_scales_are_the_scalar_scales_of_each_example():
   teacher, teacher_params = teachers.analytic_teacher('gmm2d', conditional=True)
   x = jax.random.normal(jax.random.key(0), (16, 2)) * 2
   sigma = jnp.full((16,), 0.8)
   labels = jnp.arange(16, dtype=jnp.int32) % 8
-  np.testing.assert_allclose(guided.guided_teacher(teacher, teacher_params, x, sigma, labels, 0.0),
-                             teacher(teacher_params, x, sigma, labels), rtol=1e-5, atol=1e-6)
-  for w in (1.0, 3.0):
+  scales = jnp.linspace(0.0, 5.0, 16)
+  per_example = denoiser_lib.guided(teacher, teacher_params, x, sigma, labels, scales)
+  for i in (0, 3, 15):
     np.testing.assert_allclose(
-        guided.guided_teacher(teacher, teacher_params, x, sigma, labels, w),
-        denoiser_lib.guided(teacher, teacher_params, x, sigma, labels, 1.0 + w),
-        rtol=1e-5, atol=1e-5)
+        per_example[i], denoiser_lib.guided(teacher, teacher_params, x, sigma, labels,
+                                            float(scales[i]))[i], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(denoiser_lib.guided(teacher, teacher_params, x, sigma, labels, 1.0),
+                             teacher(teacher_params, x, sigma, labels), rtol=1e-6)
 
 
 def test_student_from_a_network_teacher_is_that_teacher_at_every_w():
@@ -126,12 +127,12 @@ def test_stage_one_student_matches_the_exact_guided_mixture_denoiser():
   labels = jax.random.randint(jax.random.key(8), (num,), 0, 8)
   sigma = progressive.grid_sigma(jax.random.uniform(jax.random.key(9), (num,)))
   x = x0 + sigma[:, None] * jax.random.normal(jax.random.key(10), x0.shape)
-  unguided = guided.guided_teacher(teacher, teacher_params, x, sigma, labels, 0.0)
+  unguided = teacher(teacher_params, x, sigma, labels)
   error = lambda w: float(jnp.mean(jnp.sum(
       (objective.student(params['student'], x, sigma, w, labels) -
-       guided.guided_teacher(teacher, teacher_params, x, sigma, labels, w)) ** 2, axis=1)))
+       denoiser_lib.guided(teacher, teacher_params, x, sigma, labels, 1.0 + w)) ** 2, axis=1)))
   assert error(0.0) < 0.17
   for w, bound in ((1.0, 0.08), (2.0, 0.025), (4.0, 0.03)):
-    exact = guided.guided_teacher(teacher, teacher_params, x, sigma, labels, w)
+    exact = denoiser_lib.guided(teacher, teacher_params, x, sigma, labels, 1.0 + w)
     guidance = float(jnp.mean(jnp.sum((exact - unguided) ** 2, axis=1)))
     assert error(w) < bound * guidance, (w, error(w), guidance)
