@@ -19,7 +19,8 @@ sampler of the ``edm`` objective). The PyTorch side builds ``EDMPrecond`` + ``So
 the arguments fastgen's network config exports to (``fastgen.teachers.edm_import.edm_kwargs``)
 and writes its weights; the fastgen side imports them (``params_from_edm``) and checks that both
 networks give the same output on one input (max abs difference below ``--tolerance``) before
-anything is timed. Then each side runs one warm-up step and ``--repeats`` timed ones, the sides
+anything is timed. Then each side runs one warm-up step and ``--repeats`` timed ones
+(``--sample_repeats`` for the sampler), the sides
 taking turns (order swapped every repeat), so both see the same load. ``--variant NAME=ENV``
 adds further fastgen sides with extra environment variables (e.g.
 ``rbg=JAX_DEFAULT_PRNG_IMPL=rbg``; several ``;``-separated) to measure CPU levers the same way.
@@ -201,7 +202,8 @@ def run_row(name: str, args, variants: dict[str, dict[str, str]]) -> dict:
         raise SystemExit(f'{name}: the networks differ ({diff:.2e} > {args.tolerance}); '
                          f'nothing timed')
     first = {s.name: s.step() for s in sides}
-    for repeat in range(args.repeats):
+    repeats = args.sample_repeats if row['task'] == 'heun' else args.repeats
+    for repeat in range(repeats):
       for side in sides if repeat % 2 == 0 else sides[::-1]:
         side.times.append(side.step())
     result = {'row': name, 'label': row['label'], 'batch_size': row['batch_size'],
@@ -270,7 +272,8 @@ def main():
                       help='the python of a venv with torch (and numpy, requests, click, tqdm, '
                       'Pillow, which EDM imports)')
   parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS))
-  parser.add_argument('--repeats', type=int, default=10)
+  parser.add_argument('--repeats', type=int, default=10, help='timed training steps per side')
+  parser.add_argument('--sample_repeats', type=int, default=5, help='timed sampler runs per side')
   parser.add_argument('--threads', type=int, default=2, help='torch.set_num_threads')
   parser.add_argument('--tolerance', type=float, default=1e-4,
                       help='largest max abs difference of the two networks outputs')
@@ -299,6 +302,7 @@ def main():
   meta = {'command': command, 'cpu': platform.processor() or platform.machine(),
           'cpus': os.cpu_count(), 'jax': jax.__version__, 'torch': torch_version,
           'threads': args.threads, 'repeats': args.repeats,
+          'sample_repeats': args.sample_repeats,
           'load_average_before': load_before, 'load_average_after': load_average(),
           'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -318,7 +322,8 @@ SECTION = """## Side by side with the official EDM PyTorch code (CPU, fp32)
 `generate.edm_sampler`; eager PyTorch {torch}, {threads} threads) and fastgen's jitted steps
 (JAX {jax}) on the same CPU with identical weights: the PyTorch side writes its state dict, the
 fastgen side imports it with `fastgen.teachers.edm_import` and checks both networks' outputs agree
-before timing. The sides take turns, {repeats} timed repeats each after a warm-up; ratio =
+before timing. The sides take turns, {repeats} timed repeats each ({sample_repeats} for the
+sampler) after a warm-up; ratio =
 PyTorch median / fastgen median (above 1: fastgen is faster). Peak RSS of each side's own process
 (fastgen's includes compilation). PyTorch needs its own venv:
 
