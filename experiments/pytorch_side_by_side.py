@@ -319,13 +319,13 @@ SECTION = """## Side by side with the official EDM PyTorch code (CPU, fp32)
 
 `experiments/pytorch_side_by_side.py` runs EDM's own code (a clone of
 [NVlabs/edm](https://github.com/NVlabs/edm): `EDMPrecond` + `SongUNet`, `EDMLoss`,
-`generate.edm_sampler`; eager PyTorch {torch}, {threads} threads) and fastgen's jitted steps
-(JAX {jax}) on the same CPU with identical weights: the PyTorch side writes its state dict, the
-fastgen side imports it with `fastgen.teachers.edm_import` and checks both networks' outputs agree
-before timing. The sides take turns, {repeats} timed repeats each ({sample_repeats} for the
-sampler) after a warm-up; ratio =
-PyTorch median / fastgen median (above 1: fastgen is faster). Peak RSS of each side's own process
-(fastgen's includes compilation). PyTorch needs its own venv:
+`generate.edm_sampler`; eager PyTorch {torch}, `torch.set_num_threads({threads})`) and fastgen's
+jitted steps (JAX {jax}) on the same CPU with identical weights: the PyTorch side writes its state
+dict, the fastgen side imports it with `fastgen.teachers.edm_import` and checks both networks'
+outputs agree before timing. The sides take turns, {repeats} timed repeats each ({sample_repeats}
+for the sampler) after a warm-up; ratio = PyTorch median / fastgen median (above 1: fastgen is
+faster). Peak RSS of each side's own process (fastgen's includes compilation). PyTorch needs its
+own venv:
 
 ```bash
 python3 -m venv /tmp/torchvenv
