@@ -94,7 +94,7 @@ def fastgen_worker(row_path: str, directory: str) -> None:
                                                  check['label'])
   diff = float(np.max(np.abs(np.asarray(out) - expected['out'])))
 
-  shape = throughput._example_shape(config.network)  # pylint: disable=protected-access
+  shape = (config.network.img_resolution,) * 2 + (config.network.in_channels,)
   run = experiment.Experiment(config, dataset=throughput.SyntheticData(
       row['batch_size'], shape, config.network.num_classes))
   if row['task'] == 'edm_step':
@@ -129,6 +129,8 @@ def fastgen_worker(row_path: str, directory: str) -> None:
 
 
 def serve(run_once, protocol) -> None:
+  """Answers the driver on ``protocol``: ``step`` -> ``{"seconds": ...}`` of one ``run_once()``;
+  anything else -> ``{"peak_rss_mib": ...}`` of this process, and returns."""
   for line in sys.stdin:
     if line.strip() == 'step':
       start = time.perf_counter()

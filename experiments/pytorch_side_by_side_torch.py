@@ -17,12 +17,12 @@ loop) and ``heun`` (EDM's ``generate.edm_sampler``, 18 steps = 35 NFE).
 import argparse
 import json
 import os
-import resource
 import sys
-import time
 
 import numpy as np
 import torch
+
+from pytorch_side_by_side import serve  # this directory; imports neither jax nor fastgen
 
 
 def main():
@@ -92,15 +92,7 @@ def main():
         generate.edm_sampler(net, latents, labels, num_steps=row['num_steps'])
 
   print(json.dumps({'ready': True}), file=protocol, flush=True)
-  for line in sys.stdin:
-    if line.strip() == 'step':
-      start = time.perf_counter()
-      run()
-      print(json.dumps({'seconds': time.perf_counter() - start}), file=protocol, flush=True)
-    else:
-      rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-      print(json.dumps({'peak_rss_mib': rss}), file=protocol, flush=True)
-      return
+  serve(run, protocol)
 
 
 if __name__ == '__main__':
