@@ -8,7 +8,9 @@
 
 Rows (``--rows``): ``edm_digits`` (EDM training step, the digits UNet, batch 128),
 ``edm_cifar_mc32`` (EDM training step, the CIFAR-10 DDPM++ SongUNet with ``model_channels=32``,
-batch 16) and ``heun_digits`` (Heun, 18 steps = 35 NFE, 1024 digits samples in one batch).
+batch 16), ``sid_digits`` (SiD's iteration, fake-score update then generator update, digits UNet,
+batch 128, teacher = generator = fake score = the shared weights) and ``heun_digits`` (Heun, 18
+steps = 35 NFE, 1024 digits samples in one batch).
 
 For each row two worker processes run side by side: the PyTorch side
 (``experiments/pytorch_side_by_side_torch.py`` under ``--torch_python``, importing EDM's
@@ -54,6 +56,8 @@ ROWS = {
     'edm_cifar_mc32': dict(task='edm_step', config='edm_cifar',
                            overrides={'model_channels': 32}, batch_size=16,
                            label='EDM step, 32x32x3 SongUNet (mc 32), batch 16'),
+    'sid_digits': dict(task='sid_iteration', config='sid_digits', overrides={}, batch_size=128,
+                       label='SiD iteration (fake score + generator), digits UNet, batch 128'),
     'heun_digits': dict(task='heun', config='edm_digits', overrides={}, batch_size=1024,
                         num_steps=18, label='Heun 18 steps (35 NFE), 1024 digits samples'),
 }
@@ -95,11 +99,14 @@ def fastgen_worker(row_path: str, directory: str) -> None:
   diff = float(np.max(np.abs(np.asarray(out) - expected['out'])))
 
   shape = (config.network.img_resolution,) * 2 + (config.network.in_channels,)
-  run = experiment.Experiment(config, dataset=throughput.SyntheticData(
+  # SiD's teacher, generator and fake score all start from the imported network.
+  teacher = ((denoiser_lib.from_config(config.network), params)
+             if row['task'] == 'sid_iteration' else None)
+  run = experiment.Experiment(config, teacher=teacher, dataset=throughput.SyntheticData(
       row['batch_size'], shape, config.network.num_classes))
-  if row['task'] == 'edm_step':
-    state = jax.device_put(step.state_from_params({'denoiser': params}, run.objective.groups,
-                                                  run.optimizer), run.state_shardings)
+  if row['task'] != 'heun':
+    state = (run.initial_state() if teacher else jax.device_put(step.state_from_params(
+        {'denoiser': params}, run.objective.groups, run.optimizer), run.state_shardings))
     args = (run.teacher_params, sharding.global_batch(next(run.data), run.mesh), run.train_rng)
     start = time.perf_counter()
     compiled = run.train_step.lower(state, *args).compile()
@@ -178,9 +185,8 @@ def run_row(name: str, args, variants: dict[str, dict[str, str]]) -> dict:
   row = dict(ROWS[name], name=name, threads=args.threads, seed=0)
   config = fastgen_config(row)
   row.update(edm_kwargs=edm_import.edm_kwargs(config.network.to_dict()),
-             label_dropout=config.objective.get('label_dropout', 0.0),
-             p_mean=config.objective.p_mean, p_std=config.objective.p_std, lr=config.optim.lr,
-             grad_clip=config.optim.grad_clip, ema_decay=config.train.ema_decay)
+             objective=config.objective.to_dict(), optim=config.optim.to_dict(),
+             ema_decay=config.train.ema_decay)
   with tempfile.TemporaryDirectory() as directory:
     row_path = os.path.join(directory, 'row.json')
     with open(row_path, 'w') as f:
