@@ -4,8 +4,6 @@
 files without TensorFlow; preparing them (``tfds build``) needs TensorFlow as well.
 """
 
-import numpy as np
-
 
 class DataUnavailableError(RuntimeError):
   """A data set's files are not on this machine (fastgen never downloads them)."""

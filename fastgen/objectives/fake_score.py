@@ -18,8 +18,41 @@ Details: docs/rules/fake_score.md.
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion
+from fastgen import diffusion, samplers
+from fastgen import denoiser as denoiser_lib
 from fastgen.objectives import consistency
+
+
+class OneStepGenerator:
+  """What SiD, SIM and Uni-Instruct share: a data-free one-step generator
+  x_g = G_theta(z) = D_theta(sigma_init z, sigma_init), z ~ N(0, I), trained against a fake score.
+  Mixed into a rule's dataclass, which has the fields ``denoiser``, ``sigma_init``, ``sigma_min``,
+  ``rho`` and ``init_from_teacher``; params ``{'generator', 'fake_score'}``."""
+
+  def init(self, rng, batch, teacher_params):
+    key_g, key_f, key_label = jax.random.split(rng, 3)
+    labels = denoiser_lib.uniform_labels(key_label, batch['x'].shape[0], self.denoiser.num_classes)
+    generator, fake_score_params = init_generator_and_fake_score(
+        self.denoiser, key_g, key_f, batch['x'], labels, teacher_params, self.init_from_teacher)
+    return {'generator': generator, 'fake_score': fake_score_params}
+
+  def _generate(self, generator_params, z, labels, *, train=False, rng=None):
+    """x_g = G_theta(z) = D_theta(sigma_init z, sigma_init) for z ~ N(0, I)."""
+    return self.denoiser(generator_params, self.sigma_init * z, self.sigma_init, labels,
+                         train=train, rng=rng)
+
+  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
+    """``num_steps=1``: x = G(z). ``k > 1`` (an extension, in none of these papers): multistep
+    consistency-style sampling (Song et al. 2023, Algorithm 1) with G in place of the
+    consistency function: re-noise to sigma_i and apply G at sigma_i, for the k - 1 interior
+    points sigma_1 > ... > sigma_{k-1} of a (k + 1)-point Karras grid (EDM Eq. 5) from sigma_init
+    to sigma_min. G is trained only at sigma_init, so later steps rely on what it kept of the
+    teacher's denoiser."""
+    del teacher_params
+    labels = denoiser_lib.conditioning_labels(self.denoiser, labels)
+    return samplers.multistep_sample(
+        lambda x, sigma: self.denoiser(params['generator'], x, sigma, labels), rng, shape,
+        samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho))
 
 
 def check_adversarial_weights(generator_weight, discriminator_weight):

@@ -34,7 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion, samplers
+from fastgen import diffusion
 from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base, fake_score
@@ -56,7 +56,7 @@ def generator_loss(f_real, f_fake, x_g, alpha):
 
 
 @dataclasses.dataclass(frozen=True)
-class SiD(base.Objective):
+class SiD(fake_score.OneStepGenerator, base.Objective):
   """One-step generator distilled by SiD (SiDA with the GAN weights); groups 'fake_score' then
   'generator'."""
   denoiser: Denoiser            # architecture of both the generator and the fake score
@@ -83,18 +83,6 @@ class SiD(base.Objective):
   @property
   def adversarial(self) -> bool:
     return self.gan_generator_weight > 0
-
-  def init(self, rng, batch, teacher_params):
-    key_g, key_f, key_label = jax.random.split(rng, 3)
-    labels = denoiser_lib.uniform_labels(key_label, batch['x'].shape[0], self.denoiser.num_classes)
-    generator, fake_score_params = fake_score.init_generator_and_fake_score(
-        self.denoiser, key_g, key_f, batch['x'], labels, teacher_params, self.init_from_teacher)
-    return {'generator': generator, 'fake_score': fake_score_params}
-
-  def _generate(self, generator_params, z, labels, *, train=False, rng=None):
-    """x_g = G_theta(z) = D_theta(sigma_init z, sigma_init) for z ~ N(0, I)."""
-    return self.denoiser(generator_params, self.sigma_init * z, self.sigma_init, labels,
-                         train=train, rng=rng)
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del ema_params, step
@@ -141,16 +129,3 @@ class SiD(base.Objective):
     loss = jnp.mean(per_example)
     gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
     return loss, {'loss': loss, 'score_gap': gap, **metrics}
-
-  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    """``num_steps=1``: x = G(z), the SiD generator. ``k > 1`` (an extension, not in the paper):
-    multistep consistency-style sampling (Song et al. 2023, Algorithm 1) with G in place of the
-    consistency function: re-noise to sigma_i and apply G at sigma_i, for the k - 1 interior
-    points sigma_1 > ... > sigma_{k-1} of a (k + 1)-point Karras grid (EDM Eq. 5) from sigma_init
-    to sigma_min. G is trained only at sigma_init, so later steps rely on what it kept of the
-    teacher's denoiser."""
-    del teacher_params
-    labels = denoiser_lib.conditioning_labels(self.denoiser, labels)
-    return samplers.multistep_sample(
-        lambda x, sigma: self.denoiser(params['generator'], x, sigma, labels), rng, shape,
-        samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho))

@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion, samplers
+from fastgen import diffusion
 from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base, fake_score, sid
@@ -61,7 +61,7 @@ def score_divergence_surrogate(f_real, f_fake, x_g, c):
 
 
 @dataclasses.dataclass(frozen=True)
-class SIM(base.Objective):
+class SIM(fake_score.OneStepGenerator, base.Objective):
   """One-step generator distilled by Score Implicit Matching; groups 'fake_score' then
   'generator'."""
   denoiser: Denoiser            # architecture of both the generator and the fake score
@@ -84,18 +84,6 @@ class SIM(base.Objective):
       raise ValueError(f'objective.huber_c={self.huber_c}: the pseudo-Huber constant c must be '
                        '> 0')
     fake_score.check_grid_fractions(self.u_min, self.u_max)
-
-  def init(self, rng, batch, teacher_params):
-    key_g, key_f, key_label = jax.random.split(rng, 3)
-    labels = denoiser_lib.uniform_labels(key_label, batch['x'].shape[0], self.denoiser.num_classes)
-    generator, fake_score_params = fake_score.init_generator_and_fake_score(
-        self.denoiser, key_g, key_f, batch['x'], labels, teacher_params, self.init_from_teacher)
-    return {'generator': generator, 'fake_score': fake_score_params}
-
-  def _generate(self, generator_params, z, labels, *, train=False, rng=None):
-    """x_g = G_theta(z) = D_theta(sigma_init z, sigma_init) for z ~ N(0, I)."""
-    return self.denoiser(generator_params, self.sigma_init * z, self.sigma_init, labels,
-                         train=train, rng=rng)
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del ema_params, step
@@ -125,12 +113,3 @@ class SIM(base.Objective):
     gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=axes))
     return loss, {'loss': loss, 'score_gap': gap,
                   'pseudo_huber': jnp.mean(pseudo_huber(f_real - f_fake, self.huber_c))}
-
-  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    """``num_steps=1``: x = G(z). ``k > 1`` (fastgen's extension, as SiD's): re-noise to the
-    interior points of a Karras grid from sigma_init to sigma_min and apply G."""
-    del teacher_params
-    labels = denoiser_lib.conditioning_labels(self.denoiser, labels)
-    return samplers.multistep_sample(
-        lambda x, sigma: self.denoiser(params['generator'], x, sigma, labels), rng, shape,
-        samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho))

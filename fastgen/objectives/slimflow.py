@@ -22,7 +22,6 @@ Both stages in full: docs/rules/rectified_flows.md.
 """
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -42,7 +42,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion, samplers
+from fastgen import diffusion
 from fastgen import denoiser as denoiser_lib
 from fastgen.denoiser import Denoiser
 from fastgen.objectives import base, fake_score, sid
@@ -72,7 +72,7 @@ def expanded_f_surrogate(f_real, f_fake, x_g, h, a):
 
 
 @dataclasses.dataclass(frozen=True)
-class UniInstruct(base.Objective):
+class UniInstruct(fake_score.OneStepGenerator, base.Objective):
   """One-step generator on the expanded f-divergence; groups 'fake_score' (denoiser and density-
   ratio head) then 'generator'."""
   denoiser: Denoiser            # architecture of both the generator and the fake score
@@ -125,8 +125,8 @@ class UniInstruct(base.Objective):
     key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
     labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
-    x_g = self.denoiser(params['generator'], self.sigma_init * jax.random.normal(key_z, shape),
-                        self.sigma_init, labels, train=group == 'generator', rng=key_gen)
+    x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels,
+                         train=group == 'generator', rng=key_gen)
     fake = params['fake_score']
     if group == 'fake_score':
       denoising, discriminator, _ = fake_score.fake_score_losses(
@@ -159,12 +159,3 @@ class UniInstruct(base.Objective):
     loss = jnp.mean(per_example)
     gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
     return loss, {'loss': loss, 'score_gap': gap, 'mean_log_ratio': jnp.mean(jnp.log(ratio))}
-
-  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    """``num_steps=1``: x = G(z). ``k > 1`` (fastgen's extension, as SiD's): re-noise to the
-    interior points of a Karras grid from sigma_init to sigma_min and apply G."""
-    del teacher_params
-    labels = denoiser_lib.conditioning_labels(self.denoiser, labels)
-    return samplers.multistep_sample(
-        lambda x, sigma: self.denoiser(params['generator'], x, sigma, labels), rng, shape,
-        samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho))

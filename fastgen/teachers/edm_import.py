@@ -434,7 +434,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  import sys
   from absl import app, flags
   from ml_collections import config_flags
   _CONFIG = config_flags.DEFINE_config_file(
