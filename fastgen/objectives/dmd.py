@@ -145,17 +145,9 @@ class DMD(base.Objective):
     return samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho)
 
   def init(self, rng, batch, teacher_params):
-    key_g, key_f, key_label, key_head = jax.random.split(rng, 4)
-    x = batch['x']
-    labels = denoiser_lib.uniform_labels(key_label, x.shape[0], self.denoiser.num_classes)
-    generator, fake_score_params = fake_score.init_generator_and_fake_score(
-        self.denoiser, key_g, key_f, x, labels, teacher_params, self.init_from_teacher)
-    fake = {'denoiser': fake_score_params}
-    if self.adversarial:
-      features = jax.eval_shape(lambda p: self.denoiser.with_features(
-          p, x, jnp.ones(x.shape[:1]), labels)[1], fake_score_params)
-      fake['head'] = fake_score.init_head(key_head, features.shape[1:], self.head_hidden)
-    return {'generator': generator, 'fake_score': fake}
+    return fake_score.init_generator_and_fake_score_with_head(
+        self.denoiser, rng, batch['x'], teacher_params, self.init_from_teacher, self.head_hidden,
+        with_head=self.adversarial)
 
   def trains(self, group, step):
     """Two time-scale updates: the generator trains after every N fake-score updates."""

@@ -82,6 +82,24 @@ def init_generator_and_fake_score(denoiser, key_g, key_f, x, labels, teacher_par
   return generator, fake_score
 
 
+def init_generator_and_fake_score_with_head(denoiser, rng, x, teacher_params,
+                                            init_from_teacher: bool, head_hidden: int,
+                                            with_head: bool):
+  """``{'generator', 'fake_score': {'denoiser'[, 'head']}}``: the generator and fake score of
+  :func:`init_generator_and_fake_score`, and with ``with_head`` a two-layer head on the fake
+  score's features (DMD2's GAN classifier, Uni-Instruct's density ratio)."""
+  key_g, key_f, key_label, key_head = jax.random.split(rng, 4)
+  labels = denoiser_lib.uniform_labels(key_label, x.shape[0], denoiser.num_classes)
+  generator, fake_score_params = init_generator_and_fake_score(
+      denoiser, key_g, key_f, x, labels, teacher_params, init_from_teacher)
+  fake = {'denoiser': fake_score_params}
+  if with_head:
+    features = jax.eval_shape(lambda p: denoiser.with_features(
+        p, x, jnp.ones(x.shape[:1]), labels)[1], fake_score_params)
+    fake['head'] = init_head(key_head, features.shape[1:], head_hidden)
+  return {'generator': generator, 'fake_score': fake}
+
+
 def init_head(rng, feature_shape, hidden: int):
   """Parameters of the two-layer discriminator head for features [B, *feature_shape]."""
   key0, key1 = jax.random.split(rng)

@@ -104,17 +104,9 @@ class UniInstruct(fake_score.OneStepGenerator, base.Objective):
     return self.divergence != 'reverse_kl'
 
   def init(self, rng, batch, teacher_params):
-    key_g, key_f, key_label, key_head = jax.random.split(rng, 4)
-    x = batch['x']
-    labels = denoiser_lib.uniform_labels(key_label, x.shape[0], self.denoiser.num_classes)
-    generator, fake_score_params = fake_score.init_generator_and_fake_score(
-        self.denoiser, key_g, key_f, x, labels, teacher_params, self.init_from_teacher)
-    fake = {'denoiser': fake_score_params}
-    if self._needs_ratio:
-      features = jax.eval_shape(lambda p: self.denoiser.with_features(
-          p, x, jnp.ones(x.shape[:1]), labels)[1], fake_score_params)
-      fake['head'] = fake_score.init_head(key_head, features.shape[1:], self.head_hidden)
-    return {'generator': generator, 'fake_score': fake}
+    return fake_score.init_generator_and_fake_score_with_head(
+        self.denoiser, rng, batch['x'], teacher_params, self.init_from_teacher, self.head_hidden,
+        with_head=self._needs_ratio)
 
   def _grid_sigma(self, rng, shape, u_min=0.0, u_max=1.0):
     return diffusion.sample_karras_sigma(rng, shape, u_min, u_max, self.sigma_min,
