@@ -36,7 +36,8 @@ def _key_names(path) -> tuple[str, ...]:
   return tuple(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
 
 
-def _listed(problems: list[str]) -> str:
+def listed(problems: list[str]) -> str:
+  """The first few problems joined by '; ', the rest counted."""
   more = f' (and {len(problems) - _LISTED} more)' if len(problems) > _LISTED else ''
   return '; '.join(problems[:_LISTED]) + more
 
@@ -176,7 +177,7 @@ def _restore_verified(manager, step: int, abstract_state, side_item: str | None)
     return restored
   corrupt = corrupt_arrays(restored['state'], restored['checksums'])
   if corrupt:
-    raise _CorruptStep(f'array(s) {_listed(corrupt)} differ from the checksum taken when they '
+    raise _CorruptStep(f'array(s) {listed(corrupt)} differ from the checksum taken when they '
                        f'were saved')
   return restored
 
@@ -245,7 +246,7 @@ class Checkpointer:
       if mismatch:
         raise CheckpointError(
             f'{self.directory}/{step} was written by a different configuration: '
-            f'{_listed(mismatch)}. Use a new --workdir, or the config that wrote it.')
+            f'{listed(mismatch)}. Use a new --workdir, or the config that wrote it.')
       try:
         restored = _restore_verified(self._manager, step, abstract_state, 'data')
       except Exception as e:  # pylint: disable=broad-except

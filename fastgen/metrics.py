@@ -160,11 +160,10 @@ def read_metrics(path: str) -> list[dict]:
   return _read_records(path)[0] if os.path.exists(path) else []
 
 
-def last_wall_time(path: str, step: int) -> float:
-  """Wall time logged at or before ``step`` (0 if none), so resumed runs keep one clock."""
-  if not os.path.exists(path):
-    return 0.0
-  times = [r['wall_time'] for r in read_metrics(path) if r['step'] <= step and 'wall_time' in r]
+def last_wall_time(records: list[dict], step: int) -> float:
+  """Wall time logged at or before ``step`` in ``records`` (0 if none), so resumed runs keep
+  one clock."""
+  times = [r['wall_time'] for r in records if r['step'] <= step and 'wall_time' in r]
   return times[-1] if times else 0.0
 
 

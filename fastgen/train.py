@@ -95,15 +95,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _train(config, workdir):
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  metrics.read_metrics(metrics_path)  # a damaged file is named before any slow work
+  # Read first: a damaged file is named before any slow work.
+  history = metrics.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
   experiment = experiment_lib.Experiment(config, workdir)
   train = config.train
   checkpointer = checkpoint.Checkpointer(workdir, keep=train.keep_checkpoints)
   step, state = experiment_lib.restore_or_init(experiment, checkpointer)
   evaluator = evaluate.RunEvaluator(experiment) if config.eval.every else None
   best = checkpoint.BestCheckpointer(workdir, evaluator.primary_key) if evaluator else None
-  wall_time = metrics.last_wall_time(metrics_path, step)
+  wall_time = metrics.last_wall_time(history, step)
   interrupts.raise_if_pending()  # a signal during start-up: nothing trained, nothing to save
   if step >= train.num_steps:
     logging.info('%s is at step %d, train.num_steps=%d: nothing to train', workdir, step,

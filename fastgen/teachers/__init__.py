@@ -92,6 +92,5 @@ def check_network_teacher(model, params, example_shape, workdir: str) -> None:
   if mismatch:
     raise checkpoint.CheckpointError(
         f'teacher {workdir}: the network of its config.json does not fit its checkpoint: '
-        + '; '.join(mismatch[:4]) + (f' (and {len(mismatch) - 4} more)' if len(mismatch) > 4
-                                     else ''))
+        f'{checkpoint.listed(mismatch)}')
 
