@@ -15,6 +15,17 @@ convolutions in order, kernels transposed from OIHW), and ``lin{l}`` [C_l] for l
 v0.1 ``vgg.pth`` linear layers, flattened). Without a path, ``lpips-vgg16.npz`` in the asset cache
 is used; ``python -m fastgen.assets fetch lpips-vgg`` downloads the two official files, which the
 first load converts into it (reading them needs torch that once).
+
+``pooling='average'`` is piq's LPIPS as 2-RF++ calls it (rfpp ``train.py``:
+``piq.LPIPS(replace_pooling=True)`` on ``x * 0.5 + 0.5``; piq 0.8.0 ``piq/perceptual.py``): the
+same taps, unit normalisation (eps 1e-10) and per-channel weighting of the squared differences
+averaged over positions (``ContentLoss.forward``'s ``(d * w).mean(dim=[2, 3])`` summed over
+channels and layers is LPIPS's bias-free 1x1 convolution followed by its spatial mean), with each
+of VGG's 2x2 max pools replaced by a 2x2 average pool (``ContentLoss.replace_pooling``). piq's
+input standardisation ``(x01 - mean) / std`` of x01 = (x + 1) / 2 with ImageNet's mean and std is
+LPIPS's ``ScalingLayer`` exactly (SHIFT = 2 mean - 1, SCALE = 2 std), so it needs no option.
+piq reads its linear weights from its own release file (``lpips_weights.pt``); fastgen uses
+LPIPS v0.1's for both poolings (the two files were not compared).
 """
 
 import os
@@ -29,6 +40,7 @@ CACHED_FILE = 'lpips-vgg16.npz'
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # (convolutions, channels)
 SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
 SCALE = np.array([0.458, 0.448, 0.450], np.float32)
+POOLINGS = ('max', 'average')  # LPIPS's VGG-16; piq's replace_pooling=True
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
@@ -101,12 +113,21 @@ def load_weights(path: str = '') -> dict[str, np.ndarray]:
   return {name: weights[name] for name in expected_shapes()}
 
 
-def _features(weights, x):
-  """VGG-16 activations at the five LPIPS taps."""
+def _pool(x, pooling: str):
+  """VGG-16's 2x2 stride-2 pooling of x [B, H, W, C]: the maximum or the mean of each window."""
+  if pooling == 'max':
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+  if pooling == 'average':
+    return jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID') / 4
+  raise ValueError(f'unknown LPIPS pooling {pooling!r}; known: {", ".join(POOLINGS)}')
+
+
+def _features(weights, x, pooling: str = 'max'):
+  """VGG-16 activations at the five LPIPS taps, with ``pooling`` between the blocks."""
   taps, k = [], 0
   for block, (num_convs, _) in enumerate(VGG16_BLOCKS):
     if block:
-      x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+      x = _pool(x, pooling)
     for _ in range(num_convs):
       x = jax.lax.conv_general_dilated(x, weights[f'conv{k}/kernel'], (1, 1), 'SAME',
                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -116,15 +137,16 @@ def _features(weights, x):
   return taps
 
 
-def lpips(weights, x, y, resolution: int = 224):
-  """Per-example LPIPS distance [B] between images x, y [B, H, W, C] in [-1, 1]."""
+def lpips(weights, x, y, resolution: int = 224, pooling: str = 'max'):
+  """Per-example LPIPS distance [B] between images x, y [B, H, W, C] in [-1, 1]; ``pooling``
+  'max' is LPIPS's VGG-16, 'average' piq's (see the module docstring)."""
   if x.shape[-1] == 1:
     x, y = jnp.repeat(x, 3, axis=-1), jnp.repeat(y, 3, axis=-1)
   both = jnp.concatenate([x, y]).astype(jnp.float32)
   both = jax.image.resize(both, (both.shape[0], resolution, resolution, 3), 'bilinear')
   both = (both - SHIFT) / SCALE
   distance = 0.0
-  for block, features in enumerate(_features(weights, both)):
+  for block, features in enumerate(_features(weights, both, pooling)):
     unit = features / (jnp.sqrt(jnp.sum(features**2, axis=-1, keepdims=True)) + 1e-10)
     fx, fy = jnp.split(unit, 2)
     distance = distance + jnp.mean(jnp.sum(weights[f'lin{block}'] * (fx - fy) ** 2, axis=-1),

@@ -58,7 +58,7 @@ class InstaFlow(reflow.CouplingStudent):
     x0_hat = one_step(lambda x, t: self.denoiser.velocity(
         params['student'], x, t, labels, train=True, rng=key_dropout), noise, self.t_start)
     loss = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat, x0,
-                                         self.lpips_resolution))
+                                         self.lpips_resolution, self.lpips_pooling))
     return loss, {'loss': loss}
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):

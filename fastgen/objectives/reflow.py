@@ -14,9 +14,14 @@ premetric) 'l2', pseudo-Huber (§4.2, the default), 'lpips' or 2-RF++'s 'lpips_h
 from the teacher (§4.3); couplings from the data set or solved online. t in [1e-5, 1 - 1e-5] as in
 the official code. Group ``'student'``; sampling: Euler steps of v_theta from t = T_MAX to 0.
 
+LPIPS ('lpips', 'lpips_huber') is rfpp's, piq's LPIPS with average pooling in VGG
+(``lpips_pooling='average'``, the default here; 'max' is the LPIPS of Zhang et al. 2018).
+
 Differences from the official code: the default metric is pseudo-Huber, not LPIPS-Huber
 (fastgen ships no VGG weights; 'lpips' reads ``lpips_weights``, or the weights that
-``python -m fastgen.assets fetch lpips-vgg`` caches).
+``python -m fastgen.assets fetch lpips-vgg`` caches; configs/reflow.py's cifar sets the official
+LPIPS-Huber with LPIPS / t); LPIPS's linear weights are LPIPS v0.1's, not read from piq's own
+file.
 
 Options, couplings and the flow convention in full: docs/rules/rectified_flows.md.
 """
@@ -51,27 +56,29 @@ def distance(prediction, target, metric: str):
   raise ValueError(f'metric {metric!r} compares arrays; known: l2, pseudo_huber')
 
 
-def endpoint_loss(metric: str, params, x0_hat, x0, resolution: int = 224):
+def endpoint_loss(metric: str, params, x0_hat, x0, resolution: int = 224, pooling: str = 'max'):
   """Per-example m(x0_hat, x0) of predicted and target endpoints: 'l2' and 'pseudo_huber' as
-  :func:`distance`, 'lpips' LPIPS(x0_hat, x0), 'lpips_huber' their sum with pseudo-Huber;
+  :func:`distance`, 'lpips' LPIPS(x0_hat, x0) (VGG ``pooling`` of
+  :func:`fastgen.networks.lpips.lpips`), 'lpips_huber' their sum with pseudo-Huber;
   ``params['lpips']`` holds the LPIPS weights."""
   if metric not in PERCEPTUAL:
     return distance(x0_hat, x0, metric)
-  perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution)
+  perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution, pooling)
   return perceptual + (distance(x0_hat, x0, 'pseudo_huber') if metric == 'lpips_huber' else 0.0)
 
 
 def velocity_loss(metric: str, params, v, noise, x0, t, resolution: int = 224,
-                  lpips_divide_by_t: bool = False):
+                  lpips_divide_by_t: bool = False, pooling: str = 'max'):
   """Per-example reflow loss of v_theta(x_t, t) against z - x0: m(v, z - x0) for 'l2' and
   'pseudo_huber'; LPIPS(x_t - t v, x0) for 'lpips'; and rfpp's 'lpips_huber'
   (1 - t) pseudo_huber(v, z - x0) + LPIPS(x_t - t v, x0) (Lee et al. 2024, §4.2). With
   ``lpips_divide_by_t`` the LPIPS term is divided by t (rfpp ``--lpips_divt``, its CIFAR-10
-  command)."""
+  command: ``loss_lp / t`` with t in [1e-5, 1 - 1e-5], no clamp); ``pooling`` is LPIPS's VGG
+  pooling (:func:`fastgen.networks.lpips.lpips`)."""
   if metric not in PERCEPTUAL:
     return distance(v, noise - x0, metric)
   x0_hat = diffusion.flow_interpolate(x0, noise, t) - diffusion.expand_like(t, v) * v
-  perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution)
+  perceptual = lpips.lpips(params['lpips'], x0_hat, x0, resolution, pooling)
   if lpips_divide_by_t:
     perceptual = perceptual / t
   if metric == 'lpips':
@@ -126,6 +133,7 @@ class CouplingStudent(base.Objective):
   metric: str = 'pseudo_huber'
   lpips_weights: str = ''       # metric 'lpips' / 'lpips_huber': .npz of fastgen.networks.lpips
   lpips_resolution: int = 224
+  lpips_pooling: str = 'max'    # VGG pooling: LPIPS's 'max' or piq's 'average'
   couplings: str = 'dataset'
   ode_steps: int = 32           # couplings='online': teacher Heun steps per pair
   init_from_teacher: bool = True
@@ -134,6 +142,7 @@ class CouplingStudent(base.Objective):
 
   def __post_init__(self):
     check_option('metric', self.metric, METRICS)
+    check_option('lpips_pooling', self.lpips_pooling, lpips.POOLINGS)
     check_option('couplings', self.couplings, COUPLINGS)
     if self.metric in PERCEPTUAL and not self.lpips_weights:
       lpips.cached_weights()  # the fetched weights, else one error naming both ways to give them
@@ -161,6 +170,7 @@ class Reflow(CouplingStudent):
   """2-rectified flow (2-RF++ by default); group 'student', a velocity model."""
   time_distribution: str = 'u_shaped'
   u_shape_a: float = 4.0
+  lpips_pooling: str = 'average'   # rfpp's LPIPS is piq's, with average pooling
   lpips_divide_by_t: bool = False  # LPIPS / t (rfpp --lpips_divt, its CIFAR-10 command)
 
   def __post_init__(self):
@@ -178,7 +188,7 @@ class Reflow(CouplingStudent):
     v = self.denoiser.velocity(params['student'], diffusion.flow_interpolate(x0, noise, t), t,
                                labels, train=True, rng=key_dropout)
     return jnp.mean(velocity_loss(self.metric, params, v, noise, x0, t, self.lpips_resolution,
-                                  self.lpips_divide_by_t))
+                                  self.lpips_divide_by_t, self.lpips_pooling))
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del group, ema_params, step

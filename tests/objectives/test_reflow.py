@@ -45,6 +45,7 @@ def test_pseudo_huber_metric():
     ('time_distribution', 'beta', 'objective.time_distribution'),
     ('couplings', 'cached', 'objective.couplings'),
     ('lpips_divide_by_t', True, 'objective.lpips_divide_by_t'),
+    ('lpips_pooling', 'min', 'objective.lpips_pooling'),
 ])
 def test_bad_options_give_one_clear_error(option, value, message):
   config = configs.get_config('reflow_gmm2d')
