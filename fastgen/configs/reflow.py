@@ -5,13 +5,14 @@
   python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits   # teacher
   python -m fastgen.main --config=configs/reflow_digits.py --workdir=runs/reflow_digits
   python -m fastgen.main --config=configs/flow_cifar.py --workdir=runs/flow_cifar   # teacher
+  python -m fastgen.assets fetch lpips-vgg   # reflow_cifar's LPIPS weights (converted once by torch)
   python -m fastgen.main --config=configs/reflow_cifar.py --workdir=runs/reflow_cifar \\
       --config.teacher.workdir=runs/flow_cifar --config.data.data_dir=/path/to/tfds
 
 The first run solves the teacher's probability-flow ODE (Heun in sigma from sigma_max z; 64 steps
 for gmm2d, 18 = 35 NFE otherwise) for ``data.num_pairs`` noise draws (and labels) and keeps the
 pairs in <workdir>/couplings (resumable, reused by later runs in the same workdir). U-shaped time
-distribution (a = 4), pseudo-Huber metric. The in-loop evaluation logs the student's metrics at 1,
+distribution (a = 4); pseudo-Huber metric, LPIPS-Huber on cifar. The in-loop evaluation logs the student's metrics at 1,
 2 and 4 Euler steps and the straightness of the student's and the teacher's ODEs. Each run is
 the teacher of the instaflow config of its data set.
 
@@ -24,12 +25,15 @@ the teacher of the instaflow config of its data set.
 - cifar, accelerator scale: the teacher is any fastgen CIFAR-10 workdir of the student's
   architecture (configs/flow_cifar.py, or configs/edm_cifar.py with
   ``network.parameterization='edm'``). Settings of 2-RF++ on CIFAR-10 (the official README's
-  command, github.com/sangyun884/rfpp): U-shaped timesteps (a = 4), initialisation from the
-  teacher, Adam lr 2e-4 with 5000 warm-up steps, EMA 0.9999, batch 512, dropout 0.13 (its
-  ``cifar10_ve_aug.json``). Differences: pseudo-Huber instead of LPIPS-Huber with LPIPS / t (no
-  VGG weights; with them, ``--config.objective.metric=lpips_huber
-  --config.objective.lpips_weights=<file> --config.objective.lpips_divide_by_t=True`` is the
-  official loss), 200k steps instead of 800k, 200k couplings solved once with Heun 18 (35 NFE)
+  command "Train CIFAR-10 using Config F", github.com/sangyun884/rfpp): U-shaped timesteps
+  (``--a 4``), initialisation from the teacher, Adam lr 2e-4 with 5000 linear warm-up steps
+  (``--learning_rate 2e-4 --warmup_steps 5000``), EMA 0.9999, batch 512, dropout 0.13 (its
+  ``cifar10_ve_aug.json``), and its loss ``--loss_type lpips-huber --lpips_divt``:
+  (1 - t) pseudo-Huber + LPIPS / t with piq's LPIPS (average pooling) at 224x224. The LPIPS
+  weights are the fetched ones (``python -m fastgen.assets fetch lpips-vgg``) or
+  ``--config.objective.lpips_weights=<.npz>``; without either, ``--config.objective.metric=
+  pseudo_huber --config.objective.lpips_divide_by_t=False`` trains without VGG. Differences:
+  200k steps instead of 800k, 200k couplings solved once with Heun 18 (35 NFE)
   instead of the paper's 4M pairs, kept as float32
   (4.9 GB in <workdir>/couplings, read into host memory). The data set (``data.source``) gives
   shapes and the FID reference.
@@ -79,6 +83,7 @@ def get_config(arg: str = 'gmm2d'):
     config.train.update(num_steps=3000, log_every=100, checkpoint_every=500, ema_decay=0.999)
   else:
     config.network.update(parameterization='flow', dropout=0.13)
+    config.objective.update(metric='lpips_huber', lpips_pooling='average', lpips_divide_by_t=True)
     config.optim.update(lr=2e-4, warmup_steps=5000, grad_clip=0.0)
     config.train.update(num_steps=200_000, ema_decay=0.9999)
   return config

@@ -11,18 +11,12 @@ import pytest
 
 from fastgen.networks import lpips
 from fastgen.objectives import reflow
+from tests.networks import lpips_stand_in
 
 
 @pytest.fixture(scope='module')
 def weights_file(tmp_path_factory):
-  """Random weights of the documented layout (fastgen has no real ones), lin weights >= 0."""
-  rng = np.random.default_rng(0)
-  arrays = {name: (np.abs(rng.standard_normal(shape)) if name.startswith('lin') else
-                   rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[:-1])))
-            for name, shape in lpips.expected_shapes().items()}
-  path = str(tmp_path_factory.mktemp('lpips') / 'lpips_vgg.npz')
-  np.savez(path, **{k: v.astype(np.float32) for k, v in arrays.items()})
-  return path
+  return lpips_stand_in.write_weights(str(tmp_path_factory.mktemp('lpips') / 'lpips_vgg.npz'))
 
 
 def test_lpips_is_a_distance_on_images(weights_file):

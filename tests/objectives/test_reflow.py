@@ -56,11 +56,14 @@ def test_bad_options_give_one_clear_error(option, value, message):
 
 def test_cifar_config_is_the_official_command():
   # rfpp README, "Train CIFAR-10 using Config F": --learning_rate 2e-4 --warmup_steps 5000
-  # --batchsize 512 --ema_decay 0.9999 --a 4; configs_unet/cifar10_ve_aug.json: dropout 0.13.
+  # --batchsize 512 --ema_decay 0.9999 --a 4 --loss_type lpips-huber --lpips_divt (LPIPS of
+  # piq, LPIPS(replace_pooling=True)); configs_unet/cifar10_ve_aug.json: dropout 0.13.
   config = configs.get_config('reflow_cifar')
   assert (config.optim.lr, config.optim.warmup_steps) == (2e-4, 5000)
   assert (config.data.batch_size, config.train.ema_decay) == (512, 0.9999)
   assert (config.objective.u_shape_a, config.network.dropout) == (4.0, 0.13)
+  assert (config.objective.metric, config.objective.lpips_divide_by_t,
+          config.objective.lpips_pooling) == ('lpips_huber', True, 'average')
 
 
 def test_dataset_couplings_need_the_couplings_data_set():
