@@ -9,14 +9,21 @@ annealed from 1 to 0 (§4.1), which gives a small 2-flow. Stage 2: ``set_frozen`
 2-flow's EMA into ``'two_flow'`` and the student learns one step G(z) = T z - T v_theta(T z, T)
 from (§4.2)
 
-  L = m(G(z), Phi_2(z)) + w m(G(z), x0_guide),
+  L = m(G(z), x0) + w m(G(z'), x0_guide(z')),
 
-Phi_2 Euler steps of the 2-flow, x0_guide the 2-flow followed from the point
-(1 - s) sg(G(z)) + s z of the student's own straight path (official ``teacher_loss_new``).
-Group ``'student'``; frozen ``'two_flow'`` and ``'stage'``.
+(z, x0) the distillation pairs and x0_guide(z') the 2-flow followed from the point
+(1 - s) sg(G(z')) + s z' of the student's own straight path for fresh noise z' (official
+``teacher_loss_new``, s ~ U(0.2, 0.8)). ``distill_pairs``: 'couplings' (the default) the batch's
+teacher couplings, as the official distillation command reads its stored pairs
+(``--config.data.reflow_data_root``, the same pairs as Annealing Reflow; ``get_data_pair`` and
+``train_step`` of ``reflow/reflow.py``); 'two_flow' pairs (z, Phi_2(z)) of fresh noise through
+``two_flow_steps`` Euler steps of the frozen 2-flow, the map the one step distils, which needs no
+stored pairs at the price of ``two_flow_steps`` 2-flow evaluations per step. Group ``'student'``;
+frozen ``'two_flow'`` and ``'stage'``.
 
 Differences from the official code: no horizontal flip of the coupling pairs; LPIPS only with
-``lpips_weights`` (the default metric is the official default, 'l2').
+``lpips_weights`` (the default metric is the official default, 'l2'; ``lpips_pooling='max'`` is
+the official ``lpips.LPIPS(net='vgg')``).
 
 Both stages in full: docs/rules/rectified_flows.md.
 """
@@ -31,6 +38,7 @@ from fastgen import denoiser as denoiser_lib
 from fastgen.objectives import instaflow, reflow
 
 ANNEALING = ('exp', 'cos', 'linear')
+DISTILL_PAIRS = ('couplings', 'two_flow')
 
 
 def annealing_beta(step, annealing_steps: int, schedule: str):
@@ -56,12 +64,14 @@ class SlimFlow(reflow.Reflow):
   """Annealing Reflow then Flow-Guided Distillation; group 'student', frozen 'two_flow', 'stage'.
   The student is ``denoiser`` (small); the coupling, metric and time options are Reflow's."""
   metric: str = 'l2'
+  lpips_pooling: str = 'max'    # the official lpips.LPIPS(net='vgg')
   init_from_teacher: bool = False  # True only for a teacher of the student's own architecture
   time_distribution: str = 'uniform'
   reflow_steps: int = 2000      # stage 1 length
-  annealing: str = 'exp'
+  annealing: str = 'linear'     # the official command's x0_randomness=warmup_300000
   annealing_steps: int = 500    # K of beta(k)
-  two_flow_steps: int = 8       # stage 2: Euler steps of the 2-flow for the distillation pairs
+  distill_pairs: str = 'couplings'
+  two_flow_steps: int = 8       # distill_pairs='two_flow': Euler steps of the 2-flow per pair
   guidance_weight: float = 1.0
   guidance_steps: int = 1       # Euler steps of the 2-flow from the student's path to t = 0
   guidance_s_min: float = 0.2
@@ -70,6 +80,7 @@ class SlimFlow(reflow.Reflow):
   def __post_init__(self):
     super().__post_init__()
     reflow.check_option('annealing', self.annealing, ANNEALING)
+    reflow.check_option('distill_pairs', self.distill_pairs, DISTILL_PAIRS)
     if not 0.0 <= self.guidance_s_min <= self.guidance_s_max <= 1.0:
       raise ValueError(f'objective.guidance_s_min={self.guidance_s_min} and guidance_s_max='
                        f'{self.guidance_s_max} must satisfy 0 <= s_min <= s_max <= 1')
@@ -97,28 +108,44 @@ class SlimFlow(reflow.Reflow):
     return loss, {'reflow_loss': loss, 'distill_loss': jnp.zeros(()),
                   'guidance_loss': jnp.zeros(()), 'beta': beta}
 
-  def _flow_guided_distillation(self, params, batch, rng):
-    key_z, key_label, key_s, key_dropout = jax.random.split(rng, 4)
+  def _two_flow(self, params, labels):
+    """The frozen 2-flow's velocity (x, t) -> v_2(x, t)."""
+    return lambda x, t: self.denoiser.velocity(params['two_flow'], x, t, labels)
+
+  def _distillation_pairs(self, params, teacher_params, batch, rng):
+    """``(z, x0, labels)``: the batch's couplings, or fresh noise through the 2-flow."""
+    if self.distill_pairs == 'couplings':
+      return reflow.coupling_batch(self, teacher_params, batch, rng)
+    key_z, key_label = jax.random.split(rng)
     shape = batch['x'].shape
     labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     noise = jax.random.normal(key_z, shape)
-    two_flow = lambda x, t: self.denoiser.velocity(params['two_flow'], x, t, labels)
-    x0_two_flow = jax.lax.stop_gradient(reflow.flow_euler(two_flow, noise, self.two_flow_steps))
-    x0_hat = instaflow.one_step(lambda x, t: self.denoiser.velocity(
-        params['student'], x, t, labels, train=True, rng=key_dropout), noise, reflow.T_MAX)
-    s = jax.random.uniform(key_s, shape[:1], minval=self.guidance_s_min,
+    return noise, jax.lax.stop_gradient(reflow.flow_euler(
+        self._two_flow(params, labels), noise, self.two_flow_steps)), labels
+
+  def _flow_guided_distillation(self, params, teacher_params, batch, rng):
+    key_pair, key_z, key_s, key_dropout, key_dropout_guide = jax.random.split(rng, 5)
+    noise, x0, labels = self._distillation_pairs(params, teacher_params, batch, key_pair)
+    student = lambda key: lambda x, t: self.denoiser.velocity(
+        params['student'], x, t, labels, train=True, rng=key)
+    x0_hat = instaflow.one_step(student(key_dropout), noise, reflow.T_MAX)
+    # Flow guidance on fresh noise z' (official teacher_loss_new: torch.randn_like).
+    guide_noise = jax.random.normal(key_z, noise.shape)
+    x0_hat_guided = instaflow.one_step(student(key_dropout_guide), guide_noise, reflow.T_MAX)
+    two_flow = self._two_flow(params, labels)
+    s = jax.random.uniform(key_s, noise.shape[:1], minval=self.guidance_s_min,
                            maxval=self.guidance_s_max)
-    x_s = diffusion.flow_interpolate(jax.lax.stop_gradient(x0_hat), noise, s)
+    x_s = diffusion.flow_interpolate(jax.lax.stop_gradient(x0_hat_guided), guide_noise, s)
     x0_guide = x_s
     for i in range(self.guidance_steps):  # Euler from s to 0 in guidance_steps equal steps
       t = s * (1.0 - i / self.guidance_steps)
       x0_guide = x0_guide - diffusion.expand_like(s / self.guidance_steps, x_s) * two_flow(
           x0_guide, t)
     x0_guide = jax.lax.stop_gradient(x0_guide)
-    distill = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat, x0_two_flow,
-                                            self.lpips_resolution))
-    guidance = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat, x0_guide,
-                                             self.lpips_resolution))
+    distill = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat, x0,
+                                            self.lpips_resolution, self.lpips_pooling))
+    guidance = jnp.mean(reflow.endpoint_loss(self.metric, params, x0_hat_guided, x0_guide,
+                                             self.lpips_resolution, self.lpips_pooling))
     loss = distill + self.guidance_weight * guidance
     return loss, {'reflow_loss': jnp.zeros(()), 'distill_loss': distill,
                   'guidance_loss': guidance, 'beta': jnp.zeros(())}
@@ -128,5 +155,5 @@ class SlimFlow(reflow.Reflow):
     loss, metrics = jax.lax.cond(
         params['stage'] == 0,
         lambda: self._annealing_reflow(params, teacher_params, batch, rng, step),
-        lambda: self._flow_guided_distillation(params, batch, rng))
+        lambda: self._flow_guided_distillation(params, teacher_params, batch, rng))
     return loss, {'loss': loss, 'stage': params['stage'].astype(jnp.float32), **metrics}

@@ -30,6 +30,35 @@ def test_annealing_schedules_run_from_one_to_zero():
   np.testing.assert_allclose(jnp.std(slimflow.anneal_noise(z, eps, 0.6)), 1.0, atol=0.01)
 
 
+def test_cifar_anneals_as_the_official_command():
+  # SlimFlow README, Annealing Reflow: --config.training.x0_randomness warmup_300000 (linear,
+  # reflow/reflow.py randomness_schedule) at batch 128, distilled from checkpoint_16 (800k
+  # steps): at batch 512 the same samples are 75k and 200k steps.
+  config = configs.get_config('slimflow_cifar')
+  objective = config.objective
+  assert config.data.batch_size * objective.annealing_steps == 128 * 300_000
+  assert config.data.batch_size * objective.reflow_steps == 128 * 800_000
+  beta = [float(slimflow.annealing_beta(k, objective.annealing_steps, objective.annealing))
+          for k in (0, 37_500, 75_000, 150_000)]
+  np.testing.assert_allclose(beta, [1.0, 0.5, 0.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize('distill_pairs, distill_loss_is_zero', [
+    ('couplings', False), ('two_flow', True)])
+def test_distillation_pairs(distill_pairs, distill_loss_is_zero):
+  # Official: the one step is regressed onto the stored pairs (here the batch's couplings); with
+  # 'two_flow' onto the 2-flow's own Euler solve. Pairs the 2-flow does not reproduce tell them
+  # apart; the flow guidance is zero for both.
+  objective = _objective(distill_pairs=distill_pairs)
+  batch = toys.coupling_batch()
+  params = objective.init(jax.random.key(0), batch, None)  # student = two_flow = exact v*
+  stage2 = {**params, 'stage': jnp.int32(1)}
+  off_pairs = {**batch, 'x': 1.5 * batch['x']}
+  _, metrics = objective.loss('student', stage2, None, None, off_pairs, jax.random.key(1), 10)
+  assert float(metrics['guidance_loss']) < 1e-9
+  assert (float(metrics['distill_loss']) < 1e-6) == distill_loss_is_zero
+
+
 def test_both_stages_are_minimal_at_the_exact_straight_flow():
   objective = _objective()
   batch = toys.coupling_batch()
@@ -64,6 +93,7 @@ def test_stage_switch_freezes_the_ema_two_flow():
 
 @pytest.mark.parametrize('option, value, message', [
     ('annealing', 'step', 'objective.annealing'),
+    ('distill_pairs', 'online', 'objective.distill_pairs'),
     ('metric', 'lpips', 'objective.metric'),
     ('guidance_s_max', 1.5, 'guidance_s_min'),
 ])
