@@ -5,16 +5,16 @@
   python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits   # teacher
   python -m fastgen.main --config=configs/reflow_digits.py --workdir=runs/reflow_digits
   python -m fastgen.main --config=configs/flow_cifar.py --workdir=runs/flow_cifar   # teacher
-  python -m fastgen.assets fetch lpips-vgg   # reflow_cifar's LPIPS weights (converted once by torch)
+  python -m fastgen.assets fetch lpips-vgg   # reflow_cifar's LPIPS (torch converts it once)
   python -m fastgen.main --config=configs/reflow_cifar.py --workdir=runs/reflow_cifar \\
       --config.teacher.workdir=runs/flow_cifar --config.data.data_dir=/path/to/tfds
 
 The first run solves the teacher's probability-flow ODE (Heun in sigma from sigma_max z; 64 steps
 for gmm2d, 18 = 35 NFE otherwise) for ``data.num_pairs`` noise draws (and labels) and keeps the
 pairs in <workdir>/couplings (resumable, reused by later runs in the same workdir). U-shaped time
-distribution (a = 4); pseudo-Huber metric, LPIPS-Huber on cifar. The in-loop evaluation logs the student's metrics at 1,
-2 and 4 Euler steps and the straightness of the student's and the teacher's ODEs. Each run is
-the teacher of the instaflow config of its data set.
+distribution (a = 4); pseudo-Huber metric, LPIPS-Huber on cifar. The in-loop evaluation logs
+the student's metrics at 1, 2 and 4 Euler steps and the straightness of the student's and the
+teacher's ODEs. Each run is the teacher of the instaflow config of its data set.
 
 - gmm2d: 65,536 pairs of the exact teacher; the student is a flow-parameterized MLP from a fresh
   init (a closed-form teacher has no weights to start from).
