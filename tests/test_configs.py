@@ -36,7 +36,7 @@ def test_every_rule_file_is_found():
   assert set(configs.rule_modules()) == {
       'cd', 'ct', 'dmd', 'dmd2', 'ect', 'edm', 'flow', 'guided', 'instaflow', 'meanflow', 'pd',
       'reflow', 'scd', 'sct', 'sid', 'sida', 'sim', 'slimflow', 'tcm', 'uni_instruct'}
-  assert len(configs.names()) == len(set(configs.names())) == 53
+  assert len(configs.names()) == len(set(configs.names())) == 65
 
 
 @pytest.mark.parametrize('name', configs.names())
