@@ -18,6 +18,11 @@ the start of the run (counted in its wall-clock and teacher evaluations); InstaF
 2-rectified flow of the 'reflow' run (its ``teacher.workdir``), so run 'reflow' first. Their rows
 also hold ``eval/straightness`` of the student's ODE and ``eval/straightness_teacher``.
 
+The continuous-time and easy consistency rules (sCD, sCT, ECT, TCM) sample in 1 and 2 steps only
+(one re-noising level each), so their rows hold those two (``–`` at 4 steps); MeanFlow samples
+at any k. TCM's stage 2 truncates the ECT run of the same data set (its stage 1, the
+``teacher.workdir``), so run 'ect' first; its row sits beside the data's EDM teacher.
+
 Progressive distillation's k-step figures come from the in-loop evaluation at the end of the
 round whose student samples in k steps, as the paper reports them. A shortened run
 (``--num_steps``) also shortens the EMA horizon to a tenth of the run and keeps PD's number of
@@ -43,9 +48,14 @@ from fastgen import configs, evaluate, sharding, train  # pylint: disable=g-impo
 from fastgen import experiment as experiment_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fastgen.step import sampling_params  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'pd', 'reflow', 'instaflow', 'slimflow')
-# Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow'.
-TEACHER_RULE = {'instaflow': 'reflow'}
+RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'scd', 'sct', 'meanflow', 'ect', 'tcm', 'pd',
+         'reflow', 'instaflow', 'slimflow')
+# Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow',
+# TCM's stage 2 truncates the ECT run (its stage 1).
+TEACHER_RULE = {'instaflow': 'reflow', 'tcm': 'ect'}
+# Rules whose student samples only at the steps its config evaluates (consistency models with one
+# re-noising level: 1 and 2 steps).
+EVAL_STEPS_FROM_CONFIG = ('scd', 'sct', 'ect', 'tcm')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +124,8 @@ def _round_end_metrics(workdir: str, objective, ks) -> dict:
 def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> dict:
   config = configs.get_config(f'{rule}_{data}')
   config.train.sample_every = 0
-  config.eval.update(every=0, steps=tuple(ks))
+  config.eval.update(every=0, steps=tuple(config.eval.steps) if rule in EVAL_STEPS_FROM_CONFIG
+                     else tuple(ks))
   if num_steps:
     original_steps = config.train.num_steps
     rounds = -(-original_steps // config.objective.get('steps_per_round', 1))
@@ -125,6 +136,8 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
       config.objective.total_steps = num_steps
     if 'steps_per_round' in config.objective:  # progressive distillation: same number of rounds
       config.objective.steps_per_round = max(num_steps // rounds, 1)
+    if 'start_stage' in config.objective:  # TCM: continue the shortened stage-1 run's schedule
+      config.objective.start_stage = num_steps // config.objective.stage_steps
     if 'reflow_steps' in config.objective:  # SlimFlow: both stages and the annealing shrink alike
       scale = num_steps / original_steps
       config.objective.reflow_steps = int(config.objective.reflow_steps * scale)
@@ -170,7 +183,8 @@ def table(rows, metric: str, ks) -> str:
            f'| steps | wall-clock | teacher evals | student params |',
            '| --- ' * (len(ks) + 6) + '|']
   for r in rows:
-    values = ' | '.join(f'{r[f"eval/{metric}_{k}step"]:.4g}' for k in ks)
+    values = ' | '.join(f'{r[f"eval/{metric}_{k}step"]:.4g}' if f'eval/{metric}_{k}step' in r
+                        else '–' for k in ks)
     teacher = r.get(f'eval/{metric}_teacher', data_teacher)
     lines.append(f'| {r["rule"]} | {values} | {teacher:.4g} | {r["train_steps"]} | '
                  f'{r["train_seconds"]:.0f} s | {r["teacher_evals"]:.3g} | '

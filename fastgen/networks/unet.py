@@ -98,6 +98,14 @@ def upsample(x, resample_filter=(1, 1)):
       feature_group_count=x.shape[-1])
 
 
+def pixel_norm(x, eps: float = 1e-8):
+  """pnorm(x) = x / sqrt(mean_c(x_c^2) + eps), over the channel (last) axis (Karras et al. 2018,
+  "Progressive Growing of GANs", §4.2); the normalization sCM applies to AdaGN's scale and shift
+  (Lu & Song 2024, §4.1, "adaptive double normalization")."""
+  x32 = x.astype(jnp.float32)
+  return (x32 * jax.lax.rsqrt(jnp.mean(x32**2, axis=-1, keepdims=True) + eps)).astype(x.dtype)
+
+
 def group_norm(channels: int, dtype, name: str, eps: float = NORM_EPS) -> nn.GroupNorm:
   """EDM GroupNorm: min(32, C // 4) groups, eps 1e-6 in SongUNet; statistics in float32."""
   return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=eps, dtype=dtype,
@@ -117,7 +125,9 @@ class UNetBlock(nn.Module):
 
   x <- (conv1(dropout(silu(norm1'(conv0(silu(norm0(x))), emb)))) + skip(x)) skip_scale, where
   norm1'(h, emb) = norm1(h + affine(emb)), or with ``adaptive_scale`` (scale, shift) =
-  affine(emb) and norm1'(h, emb) = shift + norm1(h) (scale + 1). Then, with ``num_heads > 0``,
+  affine(emb) and norm1'(h, emb) = shift + norm1(h) (scale + 1), or with ``double_norm`` (scale,
+  shift) = affine(emb) and norm1'(h, emb) = norm1(h) pnorm(scale) + pnorm(shift) (sCM's adaptive
+  double normalization, :func:`pixel_norm`). Then, with ``num_heads > 0``,
   x <- (proj(attention(qkv(norm2(x)))) + x) skip_scale. conv0 and skip resample (``up`` /
   ``down``) before convolving; skip is a 1x1 conv if ``resample_proj`` or the channels change,
   else the resampling alone.
@@ -130,6 +140,7 @@ class UNetBlock(nn.Module):
   dtype: Any = jnp.float32
   resample_filter: tuple = (1, 1)
   adaptive_scale: bool = False
+  double_norm: bool = False
   resample_proj: bool = True
   skip_scale: float = SKIP_SCALE
   eps: float = NORM_EPS
@@ -150,11 +161,17 @@ class UNetBlock(nn.Module):
     orig = x
     x = nn.silu(norm(in_channels, 'norm0')(x))
     x = conv(self.out_channels, 3, self.dtype, 'conv0', self.kernel_init)(resample(x))
-    affine = nn.Dense(self.out_channels * (2 if self.adaptive_scale else 1),
+    if self.adaptive_scale and self.double_norm:
+      raise ValueError('UNetBlock: adaptive_scale and double_norm are exclusive')
+    scale_shift = self.adaptive_scale or self.double_norm
+    affine = nn.Dense(self.out_channels * (2 if scale_shift else 1),
                       kernel_init=self.kernel_init,
                       bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
                       name='affine')(emb)[:, None, None, :]
-    if self.adaptive_scale:
+    if self.double_norm:
+      scale, shift = jnp.split(affine, 2, axis=-1)
+      x = nn.silu(norm(self.out_channels, 'norm1')(x) * pixel_norm(scale) + pixel_norm(shift))
+    elif self.adaptive_scale:
       scale, shift = jnp.split(affine, 2, axis=-1)
       x = nn.silu(shift + norm(self.out_channels, 'norm1')(x) * (scale + 1))
     else:
@@ -232,7 +249,9 @@ class SongUNet(nn.Module):
   ``attn_resolutions``; resampling with ``resample_filter`` ([1, 1] DDPM++, [1, 3, 3, 1] NCSN++).
   Labels are ignored when ``num_classes=0``. Returns float32 of x's shape with ``out_channels``.
   ``noise_cond`` is [B], or [B, k] for k time inputs, whose embeddings are concatenated
-  (:func:`embed_times`).
+  (:func:`embed_times`). ``double_norm=True`` replaces every block's additive embedding by sCM's
+  adaptive double normalization, norm1(h) pnorm(scale) + pnorm(shift) with (scale, shift) =
+  affine(emb) (Lu & Song 2024, §4.1; :class:`UNetBlock`); the default False is EDM's network.
   """
   img_resolution: int
   in_channels: int
@@ -248,6 +267,7 @@ class SongUNet(nn.Module):
   channel_mult_noise: int = 1         # noise embedding / model_channels: 1 DDPM++, 2 NCSN++
   encoder_type: str = 'standard'      # 'standard' (DDPM++) | 'residual' (NCSN++)
   resample_filter: tuple = (1, 1)     # (1, 1) DDPM++, (1, 3, 3, 1) NCSN++
+  double_norm: bool = False           # sCM's adaptive double normalization in every block
   dtype: Any = jnp.float32
   remat: bool = False  # recompute each block's activations in the backward pass (less memory)
 
@@ -272,7 +292,8 @@ class SongUNet(nn.Module):
     block_cls = nn.remat(UNetBlock, static_argnums=(3,)) if self.remat else UNetBlock  # train
     block = lambda out_channels, name, attention=False, **kw: block_cls(
         out_channels, num_heads=int(attention), dropout=self.dropout, dtype=self.dtype,
-        resample_filter=tuple(self.resample_filter), name=name, **kw)
+        resample_filter=tuple(self.resample_filter), double_norm=self.double_norm, name=name,
+        **kw)
 
     # Mapping. EDM swaps the halves of its noise embedding to [sin, cos].
     if self.embedding_type == 'positional':

@@ -34,8 +34,13 @@ sigma_d); each further step re-noises x_t = cos(t) x0 + sin(t) sigma_d z at the 
 
 Differences from the paper / NVIDIA FastGen's sCM: the learned weighting reads the student's
 c_noise(t) through a positional embedding and one zero-initialised dense layer (EDM2 uses a
-Fourier embedding); the paper's network changes (positional embedding for t, adaptive double
-normalization) are not applied — the MLP and SongUNet are used as they are; no mixed-precision
+Fourier embedding); the paper's network changes (§4.1) are options, not defaults: adaptive
+double normalization is the SongUNet's ``double_norm`` (:func:`fastgen.networks.unet.pixel_norm`
+on each block's scale and shift; not in the ADM network or the MLP) and the time conditioning
+``time_conditioning='trig'`` feeds c_noise = 1000 t to the network's positional embedding (the
+paper's c_noise(t) = t, scaled to the embedding's range); configs/sct.py turns both on for
+CIFAR-10, while a student initialised from an EDM teacher keeps EDM's network and c_noise
+(``'log_sigma'``); no mixed-precision
 JVP, no FlashAttention JVP kernels (``jax.jvp`` differentiates the attention as written); the
 loss uses the per-dimension mean, i.e. ||.||^2 / D with D the data dimension, as FastGen.
 """

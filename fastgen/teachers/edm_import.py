@@ -132,6 +132,8 @@ def edm_kwargs(network_config) -> dict:
     kwargs['sigma_data'] = sigma_data
   for key in ('dtype', 'remat'):
     cfg.pop(key, None)
+  if cfg.pop('double_norm', False):
+    raise EDMImportError('EDM networks have no adaptive double normalization (double_norm)')
   if cfg.pop('out_channels', None) not in (None, kwargs['img_channels']):
     raise EDMImportError('EDM networks output img_channels channels; out_channels differs')
   unknown = sorted(set(cfg) - set(_ARCH_DEFAULTS[model_type]) - {'img_resolution'})

@@ -242,3 +242,38 @@ def test_denoiser_end_to_end(kind):
   c_skip = sd**2 / (sigma**2 + sd**2)
   np.testing.assert_allclose(x0_hats[0], diffusion.expand_like(c_skip, x) * x, atol=1e-3)
   np.testing.assert_allclose(x0_hats[1], diffusion.edm_to_flow(x, sigma), atol=1e-3)
+
+
+def test_pixel_norm_gives_unit_rms_channels_and_ignores_magnitude():
+  x = jax.random.normal(jax.random.key(0), (3, 1, 1, 8)) * jnp.array([0.1, 1.0, 30.0])[:, None,
+                                                                                        None, None]
+  y = unet.pixel_norm(x)
+  np.testing.assert_allclose(jnp.sqrt(jnp.mean(y**2, axis=-1)), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(unet.pixel_norm(7.0 * x), y, rtol=1e-5)
+
+
+def _scale_affine(params, factor):
+  """Every block's embedding projection (``affine``: kernel and bias) times ``factor``."""
+  return jax.tree.map_with_path(
+      lambda path, p: p * factor if any(k.key == 'affine' for k in path) else p, params)
+
+
+@pytest.mark.parametrize('double_norm', [False, True])
+def test_double_norm_makes_blocks_blind_to_the_embedding_scale(double_norm):
+  """sCM's adaptive double normalization: each block's (scale, shift) = affine(emb) is pixel-
+  normalized, so scaling every affine layer leaves the output as it is; EDM's additive embedding
+  (the default) sees it. The affine layer doubles its outputs for (scale, shift)."""
+  net = _build('unet', num_classes=NUM_CLASSES, double_norm=double_norm)
+  shape = SHAPES['unet']
+  params = _init(net, shape)
+  x, noise_cond = _inputs(shape)
+  labels = jnp.arange(shape[0]) % NUM_CLASSES
+  apply = lambda p: net.apply({'params': p}, x, noise_cond, labels, train=False)
+  out, scaled = apply(params), apply(_scale_affine(params, 3.0))
+  block = params['enc_8x8_block0']
+  assert block['affine']['kernel'].shape[-1] == block['conv0']['kernel'].shape[-1] * (
+      2 if double_norm else 1)
+  if double_norm:
+    np.testing.assert_allclose(scaled, out, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(out))))
+  else:
+    assert float(jnp.max(jnp.abs(scaled - out))) > 1e-2 * float(jnp.max(jnp.abs(out)))
