@@ -37,9 +37,9 @@ def _stand_in_teacher(config):
 
 def test_every_rule_file_is_found():
   assert set(configs.rule_modules()) == {
-      'cd', 'ct', 'dmd', 'dmd2', 'ect', 'edm', 'flow', 'guided', 'instaflow', 'meanflow', 'pd',
-      'reflow', 'scd', 'sct', 'sid', 'sida', 'sim', 'slimflow', 'tcm', 'uni_instruct'}
-  assert len(configs.names()) == len(set(configs.names())) == 65
+      'cd', 'ct', 'dmd', 'dmd2', 'ect', 'edm', 'flow', 'guided', 'instaflow', 'ladd', 'meanflow',
+      'pd', 'reflow', 'scd', 'sct', 'sid', 'sida', 'sim', 'slimflow', 'tcm', 'uni_instruct'}
+  assert len(configs.names()) == len(set(configs.names())) == 68
 
 
 @pytest.mark.parametrize('name', configs.names())

@@ -5,8 +5,8 @@ import dataclasses
 
 from fastgen import denoiser as denoiser_lib
 from fastgen.objectives import (base, consistency, dmd, ect, edm, flow_matching, guided,
-                                instaflow, meanflow, progressive, reflow, scm, sid, sim, slimflow,
-                                tcm, uni_instruct)
+                                instaflow, ladd, meanflow, progressive, reflow, scm, sid, sim,
+                                slimflow, tcm, uni_instruct)
 
 OBJECTIVES = {
     'cd': consistency.ConsistencyDistillation,
@@ -17,6 +17,7 @@ OBJECTIVES = {
     'flow_matching': flow_matching.FlowMatching,
     'guided': guided.GuidedDistillation,
     'instaflow': instaflow.InstaFlow,
+    'ladd': ladd.LADD,
     'meanflow': meanflow.MeanFlow,
     'pd': progressive.ProgressiveDistillation,
     'reflow': reflow.Reflow,
