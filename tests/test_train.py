@@ -50,7 +50,10 @@ def _wait_for_checkpoint(workdir, proc, timeout=120):
   raise AssertionError('no checkpoint appeared')
 
 
-@pytest.mark.parametrize('how', [signal.SIGTERM, signal.SIGKILL])
+# SIGTERM is slow: its save-and-exit is in the default suite as
+# tests/test_faults.py::test_ctrl_c_during_training_saves_and_exits_with_one_line.
+@pytest.mark.parametrize('how', [pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+                                 signal.SIGKILL])
 def test_interrupted_run_resumes_bit_identically(tmp_path, how):
   steps = ['--config.train.num_steps=600', '--config.train.checkpoint_every=100']
   code, _, err = run_cli(tmp_path / 'straight', *steps)

@@ -8,11 +8,11 @@ teacher, is trained adversarially through the FROZEN teacher: generated and "rea
 re-noised, x_t = x0 + sigma eps, and the teacher's features F(x_t, sigma) (whatever its network
 sows: the MLP trunk, the U-Net bottleneck) feed a small trainable head d_phi. Groups, in order:
 ``'discriminator'`` (the head only; the teacher is never trained) and ``'generator'``. With the
-hinge loss (ADD Eq. 2 and 3, which LADD keeps):
+hinge loss (ADD §3, which LADD keeps; the papers' equation numbers were not checked here):
 
-  L_D = E_x[max(0, 1 - d_phi(F(x_t)))] + E_G[max(0, 1 + d_phi(F(sg(x0_hat)_t)))],   (ADD Eq. 3)
-  L_G = -E[d_phi(F(x0_hat_t))] + lambda L_distill,                                  (ADD Eq. 1, 2)
-  L_distill = E[c(t) ||x0_hat - sg(D_teacher(x0_hat_t, sigma))||^2],                (ADD Eq. 4)
+  L_D = E_x[max(0, 1 - d_phi(F(x_t)))] + E_G[max(0, 1 + d_phi(F(sg(x0_hat)_t)))],   (ADD §3)
+  L_G = -E[d_phi(F(x0_hat_t))] + lambda L_distill,                                  (ADD §3)
+  L_distill = E[c(t) ||x0_hat - sg(D_teacher(x0_hat_t, sigma))||^2],                (ADD §3)
 
 lambda = ``distillation_weight`` (LADD: 0, the paper finds it unneeded; ADD: 2.5) and c(t) =
 alpha_t, ADD's exponential weighting. The re-noising level follows LADD's logit-normal
@@ -50,14 +50,14 @@ from fastgen.objectives import base, consistency, fake_score
 
 
 def hinge_discriminator_loss(logits_real, logits_fake):
-  """Per-example hinge loss of the discriminator (ADD Eq. 3 without R1; Lim & Ye 2017):
+  """Per-example hinge loss of the discriminator (ADD §3, without R1; Lim & Ye 2017):
   mean_pos [max(0, 1 - l_real) + max(0, 1 + l_fake)]. logits: [B, positions]."""
   return (jnp.mean(jax.nn.relu(1.0 - logits_real), axis=-1) +
           jnp.mean(jax.nn.relu(1.0 + logits_fake), axis=-1))
 
 
 def hinge_generator_loss(logits_fake):
-  """Per-example hinge generator loss (ADD Eq. 2): -mean_pos l_fake."""
+  """Per-example hinge generator loss (ADD §3): -mean_pos l_fake."""
   return -jnp.mean(logits_fake, axis=-1)
 
 
@@ -68,7 +68,7 @@ def sample_renoise_sigma(rng, shape, logit_mean, logit_std, sigma_data):
 
 
 def distillation_loss(x0_hat, teacher_x0, sigma, sigma_data):
-  """Per-example ADD distillation loss (ADD Eq. 4 with d = squared L2, mean over dimensions, and
+  """Per-example ADD distillation loss (ADD §3, with d = squared L2, mean over dimensions, and
   the exponential weighting c(t) = alpha_t = 1 / sqrt(1 + (sigma / sigma_data)^2)):
   c(t) mean_d ||x0_hat - sg(teacher_x0)||^2."""
   weight = 1.0 / jnp.sqrt(1.0 + (sigma / sigma_data) ** 2)

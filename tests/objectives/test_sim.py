@@ -113,6 +113,8 @@ def test_gmm2d_config_builds_and_samples():
   assert x.shape == (8, 2) and bool(jnp.all(jnp.isfinite(x)))
 
 
+@pytest.mark.slow  # the default suite keeps SiD's run (the same one-step generator and fake
+# score) and SIM's exact-gradient tests above
 def test_short_sim_run_reaches_the_teacher_on_gmm2d(tmp_path):
   # sim_gmm2d shortened to 600 steps (~35 s unloaded; 110-170 s at load average 7). Measured
   # one-step FD (20k samples), seeds 0-3: 0.0020, 0.0009, 0.0007, 0.0015; the teacher's Heun-35
