@@ -56,7 +56,7 @@ def get_config(arg: str = 'gmm2d'):
     config.train.update(num_steps=3000, ema_decay=0.99)
   elif data == 'digits':
     config.optim.update(lr=1e-3, warmup_steps=100, grad_clip=1.0)
-    config.train.update(num_steps=1500, checkpoint_every=500, sample_every=500, ema_decay=0.999)
+    config.train.update(num_steps=1500, checkpoint_every=500, sample_every=500, ema_decay=0.99)
   else:
     config.data.batch_size = 1024
     config.network.update(num_classes=0, dropout=0.2)

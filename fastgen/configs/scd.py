@@ -68,7 +68,7 @@ def get_config(arg: str = 'gmm2d'):
     config.network.dropout = 0.0
     config.objective.warmup_steps = 300
     config.optim.update(lr=1e-4, warmup_steps=100, b2=0.99, grad_clip=1.0)
-    config.train.update(num_steps=1500, checkpoint_every=500, sample_every=500, ema_decay=0.999)
+    config.train.update(num_steps=1500, checkpoint_every=500, sample_every=500, ema_decay=0.99)
   elif data == 'cifar':
     config.network.update(num_classes=0, dropout=0.0)
     config.optim.update(lr=1e-4, warmup_steps=0, b2=0.99, eps=1e-8, grad_clip=0.0)

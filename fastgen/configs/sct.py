@@ -67,7 +67,7 @@ def get_config(arg: str = 'gmm2d'):
   elif data == 'digits':
     config.objective.warmup_steps = 300
     config.optim.update(lr=1e-3, warmup_steps=100, b2=0.99, grad_clip=1.0)
-    config.train.update(num_steps=1500, checkpoint_every=500, sample_every=500, ema_decay=0.999)
+    config.train.update(num_steps=1500, checkpoint_every=500, sample_every=500, ema_decay=0.99)
   elif data == 'cifar':
     config.network.update(num_classes=0, dropout=0.2, double_norm=True)
     config.objective.time_conditioning = 'trig'
