@@ -25,10 +25,31 @@ and SongUNet need no other change. s = ``time_scale`` = 1 by default: with fastg
 scale s = 1000 the JVP's d_t u sees the embedding's fastest frequencies and the 1-step FD on
 gmm2d stalled at 0.05-0.07 (0.009 with s = 1 at 2000 steps).
 
+Classifier-free guidance, trained in (§4.2 and its Appendix; the official code's
+``MeanFlow.guidance_fn`` and ``cond_drop``, github.com/Gsunshine/meanflow, meanflow.py): the
+network learns the average velocity of the guided field v_cfg(z, t | c) = omega v(z, t | c) +
+(1 - omega) v(z, t | null), whose sampling stays one step (1 NFE, no guidance at inference). As
+u(z, t, t) = v(z, t), the unconditional field is read off the network itself, and the Appendix
+adds a mixing scale kappa with the class-conditional u; v is replaced by
+
+  v_tilde = omega (e - x) + kappa sg(u_theta(z_t, t, t | c))
+            + (1 - omega - kappa) sg(u_theta(z_t, t, t | null)),
+
+both in the target and as the JVP tangent: u_tgt = v_tilde - (t - r) jvp(u_theta, (z, r, t),
+(v_tilde, 0, 1)). The effective guidance scale is omega' = omega / (1 - kappa); omega = 1,
+kappa = 0 is the unguided loss. v_tilde is used only for t in [``guidance_t_min``,
+``guidance_t_max``] (omega = 1, kappa = 0 outside). A fraction ``label_dropout`` of the labels
+becomes the null label; those examples keep v = e - x, so the network learns the unconditional
+u it is guided by. The official runs: ImageNet B/4 omega = 1, kappa = 0.5, t in [0, 1], drop
+0.1 (configs/default.py); NVIDIA FastGen's DiT-XL config (34f30e8,
+configs/experiments/DiT/config_mf_xl.py) omega = 0.2, kappa = 0.92, t in [0, 0.75] (omega' = 2.5).
+
 Differences from the official code: the paper's defaults on ImageNet are mu = -0.4, s = 1.0,
-ratio 0.25, p = 1, c = 1e-3 (Table 1, Appendix), taken as defaults here; the classifier-free
-guidance variant (§4.2) is not implemented; the loss sums ||Delta||^2 over dimensions (the
-weighting then reads it on the same scale).
+ratio 0.25, p = 1, c = 1e-3 (Table 1, Appendix), taken as defaults here; the loss sums
+||Delta||^2 over dimensions (the weighting then reads it on the same scale). CFG: the null
+label embeds as zero (fastgen's networks) instead of a learned embedding; each label is dropped
+independently, where the official code drops a Binomial(B, 0.1) count of the first examples of
+the batch, which fall among its r = t (flow-matching) examples, also placed first.
 """
 
 import dataclasses
@@ -80,6 +101,16 @@ def meanflow_target(u_fn, z, r, t, v):
   return u, jax.lax.stop_gradient(target)
 
 
+def guided_velocity(v, u_cond, u_null, t, guidance_scale, guidance_mix, t_min=0.0, t_max=1.0):
+  """v_tilde = omega v + kappa u(z_t, t, t | c) + (1 - omega - kappa) u(z_t, t, t | null) (§4.2,
+  Appendix) for t in [t_min, t_max], v elsewhere; omega = ``guidance_scale``, kappa =
+  ``guidance_mix``."""
+  inside = (t >= t_min) & (t <= t_max)
+  omega = diffusion.expand_like(jnp.where(inside, guidance_scale, 1.0), v)
+  kappa = diffusion.expand_like(jnp.where(inside, guidance_mix, 0.0), v)
+  return omega * v + kappa * u_cond + (1 - omega - kappa) * u_null
+
+
 def adaptive_loss(u, target, power, c):
   """Per example sg(1 / (||Delta||^2 + c)^p) ||Delta||^2, Delta = u - target (§4.3)."""
   squared = jnp.sum((u - target) ** 2, axis=tuple(range(1, u.ndim)))
@@ -97,6 +128,11 @@ class MeanFlow(base.Objective):
   weight_power: float = 1.0     # p; 0: plain squared L2
   weight_c: float = 1e-3
   time_scale: float = 1.0       # the network sees (s t, s (t - r))
+  guidance_scale: float = 1.0   # omega; 1 with guidance_mix 0: no guidance
+  guidance_mix: float = 0.0     # kappa, the class-conditional u's share (Appendix)
+  guidance_t_min: float = 0.0   # v_tilde only for t in [guidance_t_min, guidance_t_max]
+  guidance_t_max: float = 1.0
+  label_dropout: float = 0.0    # fraction of labels made null: the unconditional u
   groups = ('student',)
   network_group = 'student'
 
@@ -104,6 +140,25 @@ class MeanFlow(base.Objective):
     if self.time_distribution not in TIME_DISTRIBUTIONS:
       raise ValueError(f'unknown objective.time_distribution {self.time_distribution!r}; known: '
                        f'{", ".join(TIME_DISTRIBUTIONS)}')
+    if not 0.0 <= self.label_dropout < 1.0:
+      raise ValueError(f'objective.label_dropout={self.label_dropout}: need 0 <= p < 1')
+    if self.guidance_scale <= 0.0 or not 0.0 <= self.guidance_mix < 1.0:
+      raise ValueError(f'objective.guidance_scale={self.guidance_scale}, guidance_mix='
+                       f'{self.guidance_mix}: need omega > 0 and 0 <= kappa < 1 (the effective '
+                       'scale is omega / (1 - kappa))')
+    if not 0.0 <= self.guidance_t_min <= self.guidance_t_max <= 1.0:
+      raise ValueError(f'objective.guidance_t_min={self.guidance_t_min}, guidance_t_max='
+                       f'{self.guidance_t_max}: need 0 <= t_min <= t_max <= 1')
+    if (self.guided or self.label_dropout) and not self.denoiser.num_classes:
+      raise ValueError('objective.guidance_scale, guidance_mix and label_dropout need a '
+                       'class-conditional network: set config.network.num_classes')
+    if self.guided and not self.label_dropout:
+      raise ValueError('guided MeanFlow needs objective.label_dropout > 0: the unconditional u '
+                       'it is guided by is learned from the dropped labels')
+
+  @property
+  def guided(self) -> bool:
+    return self.guidance_scale != 1.0 or self.guidance_mix != 0.0
 
   @property
   def student(self) -> AverageVelocity:
@@ -124,12 +179,34 @@ class MeanFlow(base.Objective):
                         self.time_distribution)
     e = jax.random.normal(key_e, x.shape)
     z = (1 - diffusion.expand_like(t, x)) * x + diffusion.expand_like(t, x) * e
+    # The labels' own stream (not a 4-way split), so that runs without CFG draw as before.
+    labels, v = self.guided_target_velocity(params['student'], z, t, e - x, labels,
+                                            jax.random.fold_in(rng, 3))
     u_fn = lambda z, r, t: self.student(params['student'], z, r, t, labels, train=True,
                                         rng=key_dropout)
-    u, target = meanflow_target(u_fn, z, r, t, e - x)
+    u, target = meanflow_target(u_fn, z, r, t, v)
     per_example, squared = adaptive_loss(u, target, self.weight_power, self.weight_c)
     loss = jnp.mean(per_example)
     return loss, {'loss': loss, 'squared_error': jnp.mean(squared)}
+
+  def guided_target_velocity(self, params, z, t, v, labels, rng):
+    """(labels with a fraction ``label_dropout`` made null, sg(v_tilde)): v_tilde of
+    :func:`guided_velocity` from u_theta(z_t, t, t | c) and u_theta(z_t, t, t | null), without
+    dropout as in the official code; v itself where the label was dropped or without CFG."""
+    num_classes = self.denoiser.num_classes
+    dropped_labels = base.drop_labels(rng, labels, num_classes, self.label_dropout)
+    if not self.guided:
+      return dropped_labels, v
+    null = jnp.full_like(labels, num_classes)
+    if self.guidance_mix:
+      u_cond, u_null = jnp.split(self.student(params, jnp.concatenate([z, z]), jnp.concatenate(
+          [t, t]), jnp.concatenate([t, t]), jnp.concatenate([labels, null])), 2)
+    else:
+      u_cond, u_null = jnp.zeros_like(z), self.student(params, z, t, t, null)
+    v_tilde = guided_velocity(v, u_cond, u_null, t, self.guidance_scale, self.guidance_mix,
+                              self.guidance_t_min, self.guidance_t_max)
+    dropped = diffusion.expand_like(dropped_labels == num_classes, v)
+    return dropped_labels, jax.lax.stop_gradient(jnp.where(dropped, v, v_tilde))
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
     """z_r = z_t - (t - r) u(z_t, r, t) on t = 1, (k-1)/k, ..., 0 (Eq. 12)."""
