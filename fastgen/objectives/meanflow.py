@@ -180,7 +180,7 @@ class MeanFlow(base.Objective):
     e = jax.random.normal(key_e, x.shape)
     z = (1 - diffusion.expand_like(t, x)) * x + diffusion.expand_like(t, x) * e
     # The labels' own stream (not a 4-way split), so that runs without CFG draw as before.
-    labels, v = self.guided_target_velocity(params['student'], z, t, e - x, labels,
+    labels, v = self._guided_target_velocity(params['student'], z, t, e - x, labels,
                                             jax.random.fold_in(rng, 3))
     u_fn = lambda z, r, t: self.student(params['student'], z, r, t, labels, train=True,
                                         rng=key_dropout)
@@ -189,7 +189,7 @@ class MeanFlow(base.Objective):
     loss = jnp.mean(per_example)
     return loss, {'loss': loss, 'squared_error': jnp.mean(squared)}
 
-  def guided_target_velocity(self, params, z, t, v, labels, rng):
+  def _guided_target_velocity(self, params, z, t, v, labels, rng):
     """(labels with a fraction ``label_dropout`` made null, sg(v_tilde)): v_tilde of
     :func:`guided_velocity` from u_theta(z_t, t, t | c) and u_theta(z_t, t, t | null), without
     dropout as in the official code; v itself where the label was dropped or without CFG."""
