@@ -23,6 +23,13 @@ z_1 - u(z_1, 0, 1); k steps on a uniform grid of t.
   with r != t for 75% of the batch, p = 0.75, c = 1e-3, 800k iterations, EMA 0.99995. Paper:
   1-step FID 2.92 (unconditional CIFAR-10).
 
+Classifier-free guidance trained in (objective.guidance_scale omega, guidance_mix kappa,
+guidance_t_min / guidance_t_max, label_dropout; fastgen/objectives/meanflow.py) is off in all
+three: the paper uses it on class-conditional ImageNet only (official code: omega = 1, kappa =
+0.5, drop 0.1 for B/4), its CIFAR-10 run is unconditional, and nothing in the paper gives a
+scale for digits (a class-conditional set, where it could be tried:
+--config.objective.guidance_mix=0.5 --config.objective.label_dropout=0.1).
+
 Sources for cifar: lr, batch, betas, dropout, ratio 0.75, p = 0.75, c = 1e-3 and the 200-epoch
 warm-up are NVIDIA FastGen's MeanFlow CIFAR-10 config (github.com/NVlabs/FastGen at 34f30e8,
 configs/experiments/EDM/config_mf_cifar10.py, which imitates py-meanflow's "v1" recipe); the time
