@@ -48,8 +48,8 @@ from fastgen import configs, evaluate, sharding, train  # pylint: disable=g-impo
 from fastgen import experiment as experiment_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fastgen.step import sampling_params  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('sid', 'sida', 'dmd', 'dmd2', 'cd', 'ct', 'scd', 'sct', 'meanflow', 'ect', 'tcm', 'pd',
-         'reflow', 'instaflow', 'slimflow')
+RULES = ('sid', 'sida', 'dmd', 'dmd2', 'ladd', 'cd', 'ct', 'scd', 'sct', 'meanflow', 'ect', 'tcm',
+         'pd', 'reflow', 'instaflow', 'slimflow')
 # Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow',
 # TCM's stage 2 truncates the ECT run (its stage 1).
 TEACHER_RULE = {'instaflow': 'reflow', 'tcm': 'ect'}
@@ -67,6 +67,10 @@ class _CountingTeacher:
   def __call__(self, *args, **kwargs):
     self.calls.append(1)
     return self.teacher(*args, **kwargs)
+
+  def with_features(self, *args, **kwargs):  # LADD: one teacher call, with its features
+    self.calls.append(1)
+    return self.teacher.with_features(*args, **kwargs)
 
   def __getattr__(self, name):
     return getattr(self.teacher, name)
@@ -131,7 +135,7 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
     rounds = -(-original_steps // config.objective.get('steps_per_round', 1))
     config.train.num_steps = num_steps
     # An EMA whose horizon is at most a tenth of the shortened run.
-    config.train.ema_decay = min(config.train.ema_decay, 1.0 - 10.0 / num_steps)
+    config.train.ema_decay = min(config.train.ema_decay, max(1.0 - 10.0 / num_steps, 0.0))
     if 'total_steps' in config.objective:  # consistency training's discretisation curriculum
       config.objective.total_steps = num_steps
     if 'steps_per_round' in config.objective:  # progressive distillation: same number of rounds
