@@ -164,8 +164,7 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
   metrics = evaluator.evaluate(sampling_params(state))
   if progressive:
     metrics.update(_round_end_metrics(workdir, experiment.objective, ks))
-  trained = experiment.objective.groups
-  params = sum(x.size for g in trained[:1] for x in jax.tree.leaves(state['params'][g]))
+  params = sum(x.size for x in jax.tree.leaves(state['params'][experiment.objective.network_group]))
   calls = teacher_calls_per_sample(experiment, config.train.num_steps)
   row = {'rule': rule, 'train_steps': config.train.num_steps, 'train_seconds': seconds,
          'ema_decay': config.train.ema_decay,
