@@ -93,6 +93,11 @@ def expand_like(v, x):
   return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 
 
+def add_noise(rng, x, sigma):
+  """x + sigma eps, eps ~ N(0, I) drawn from ``rng``; ``sigma`` a scalar or per-example [B]."""
+  return x + expand_like(sigma, x) * jax.random.normal(rng, x.shape)
+
+
 # ---------------------------------------------------------------- variance preserving (DDPM/VP)
 
 

@@ -137,7 +137,7 @@ def cd_loss(online_fn, target_fn, teacher_step, x0, rng, sigmas, metric):
   key_n, key_z = jax.random.split(rng)
   n = jax.random.randint(key_n, x0.shape[:1], 0, len(sigmas) - 1)
   sigma, sigma_next = sigmas[n + 1], sigmas[n]
-  x = x0 + diffusion.expand_like(sigma, x0) * jax.random.normal(key_z, x0.shape)
+  x = diffusion.add_noise(key_z, x0, sigma)
   x_hat = jax.lax.stop_gradient(teacher_step(x, sigma, sigma_next))
   return distance(online_fn(x, sigma), jax.lax.stop_gradient(target_fn(x_hat, sigma_next)),
                   metric)

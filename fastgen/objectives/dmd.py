@@ -211,7 +211,7 @@ class DMD(base.Objective):
     key_sigma, key_eps, key_reg, key_gan = jax.random.split(key_loss, 4)
     sigma = diffusion.sample_karras_sigma(key_sigma, shape[:1], self.u_min, self.u_max,
                                           self.sigma_min, self.sigma_max, self.rho)
-    x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
+    x_t = diffusion.add_noise(key_eps, x_g, sigma)
     teacher_labels = denoiser_lib.conditioning_labels(self.teacher, labels)
     f_real = denoiser_lib.guided(self.teacher, teacher_params, x_t, sigma, teacher_labels,
                                  self.guidance_scale)
@@ -239,8 +239,7 @@ class DMD(base.Objective):
       adversarial = jnp.mean(fake_score.generator_adversarial_loss(logits))
       metrics['adversarial_loss'] = adversarial
       loss = loss + self.gan_generator_weight * adversarial
-    gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
-    return loss, {'loss': loss, 'score_gap': gap, **metrics}
+    return loss, {'loss': loss, 'score_gap': fake_score.score_gap(f_real, f_fake), **metrics}
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
     """``num_steps`` generator steps on :meth:`_student_sigmas`: x = G(sigma_0 z), then re-noise

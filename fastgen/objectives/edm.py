@@ -31,7 +31,7 @@ def denoising_loss(denoiser, params, x0, labels, rng, *, p_mean, p_std, train=Tr
   """Per-example EDM loss lambda(sigma) ||D(x0 + sigma eps, sigma) - x0||^2 (mean over dims)."""
   key_sigma, key_eps, key_dropout = jax.random.split(rng, 3)
   sigma = diffusion.sample_lognormal_sigma(key_sigma, x0.shape[:1], p_mean, p_std)
-  noisy = x0 + diffusion.expand_like(sigma, x0) * jax.random.normal(key_eps, x0.shape)
+  noisy = diffusion.add_noise(key_eps, x0, sigma)
   x0_hat = denoiser(params, noisy, sigma, labels, train=train, rng=key_dropout)
   weight = diffusion.edm_loss_weight(sigma, denoiser.sigma_data)
   return weight * jnp.mean((x0_hat - x0) ** 2, axis=tuple(range(1, x0.ndim)))

@@ -41,6 +41,17 @@ class OneStepGenerator:
     return self.denoiser(generator_params, self.sigma_init * z, self.sigma_init, labels,
                          train=train, rng=rng)
 
+  def _samples(self, group, generator_params, shape, rng):
+    """``(x_g, labels, key)``: a batch of generator samples for ``group``'s loss, their uniform
+    labels and a key for the rest of the loss. The generator runs in train mode for its own loss,
+    in inference mode for the fake score's samples (official sid_training_loop.py:
+    G_ddp.train() / .eval() around its own update)."""
+    key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
+    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
+    x_g = self._generate(generator_params, jax.random.normal(key_z, shape), labels,
+                         train=group == 'generator', rng=key_gen)
+    return x_g, labels, key_loss
+
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):
     """``num_steps=1``: x = G(z). ``k > 1`` (an extension, in none of these papers): multistep
     consistency-style sampling (Song et al. 2023, Algorithm 1) with G in place of the
@@ -53,6 +64,11 @@ class OneStepGenerator:
     return samplers.multistep_sample(
         lambda x, sigma: self.denoiser(params['generator'], x, sigma, labels), rng, shape,
         samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho))
+
+
+def score_gap(f_real, f_fake):
+  """Batch mean of ||f_real - f_fake||^2: how far the fake score is from the teacher."""
+  return jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, f_real.ndim))))
 
 
 def check_adversarial_weights(generator_weight, discriminator_weight):

@@ -192,7 +192,7 @@ class GuidedDistillation(base.Objective):
     # Stage one: sigma at u ~ U[0, 1) on the grid; stage two: the student's grid points.
     u = jnp.where(round_index == 0, jax.random.uniform(key_u, (batch_size,)), i / num_steps)
     sigma = progressive.grid_sigma(u, self.sigma_min, self.sigma_max, self.rho)
-    x = x0 + diffusion.expand_like(sigma, x0) * jax.random.normal(key_z, x0.shape)
+    x = diffusion.add_noise(key_z, x0, sigma)
     teacher_labels = denoiser_lib.conditioning_labels(self.teacher, labels)
 
     def stage_one_target():

@@ -141,7 +141,7 @@ class LADD(base.Objective):
     key_sigma, key_eps = jax.random.split(rng)
     sigma = sample_renoise_sigma(key_sigma, x0.shape[:1], self.logit_mean, self.logit_std,
                                  self.denoiser.sigma_data)
-    return x0 + diffusion.expand_like(sigma, x0) * jax.random.normal(key_eps, x0.shape), sigma
+    return diffusion.add_noise(key_eps, x0, sigma), sigma
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del ema_params, step

@@ -113,7 +113,7 @@ class ProgressiveDistillation(base.Objective):
     i = jax.random.randint(key_i, x0.shape[:1], 0, num_steps)
     sigma_at = lambda k: grid_sigma(k / num_steps, self.sigma_min, self.sigma_max, self.rho)
     sigma, sigma_mid, sigma_next = sigma_at(i), sigma_at(i + 0.5), sigma_at(i + 1.0)
-    x = x0 + diffusion.expand_like(sigma, x0) * jax.random.normal(key_z, x0.shape)
+    x = diffusion.add_noise(key_z, x0, sigma)
 
     def teacher_fn(x, s):
       return jax.lax.cond(params['round'] == 0,

@@ -86,13 +86,8 @@ class SiD(fake_score.OneStepGenerator, base.Objective):
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del ema_params, step
-    key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
-    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
-    # The generator in train mode for its own loss, in inference mode for the fake score's
-    # samples (official sid_training_loop.py: G_ddp.train() / .eval() around its own update).
-    x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels,
-                         train=group == 'generator', rng=key_gen)
+    x_g, labels, key_loss = self._samples(group, params['generator'], shape, rng)
     if group == 'fake_score':
       real = batch['x'] if self.adversarial else None
       real_labels = denoiser_lib.conditioning_labels(self.denoiser, batch['label'])
@@ -111,7 +106,7 @@ class SiD(fake_score.OneStepGenerator, base.Objective):
     key_sigma, key_eps = jax.random.split(key_loss)
     sigma = diffusion.sample_karras_sigma(key_sigma, shape[:1], self.u_min, self.u_max,
                                           self.sigma_min, self.sigma_max, self.rho)
-    x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
+    x_t = diffusion.add_noise(key_eps, x_g, sigma)
     teacher_labels = denoiser_lib.conditioning_labels(self.teacher, labels)
     f_real = self.teacher(teacher_params, x_t, sigma, teacher_labels)
     if self.adversarial:
@@ -127,5 +122,4 @@ class SiD(fake_score.OneStepGenerator, base.Objective):
       per_example = per_example + self.gan_generator_weight * math.prod(shape[1:]) * (
           adversarial / sid_normaliser(x_g, f_real)[:, 0])
     loss = jnp.mean(per_example)
-    gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
-    return loss, {'loss': loss, 'score_gap': gap, **metrics}
+    return loss, {'loss': loss, 'score_gap': fake_score.score_gap(f_real, f_fake), **metrics}

@@ -87,11 +87,8 @@ class SIM(fake_score.OneStepGenerator, base.Objective):
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del ema_params, step
-    key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
-    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
-    x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels,
-                         train=group == 'generator', rng=key_gen)
+    x_g, labels, key_loss = self._samples(group, params['generator'], shape, rng)
     if group == 'fake_score':
       denoising, _, _ = fake_score.fake_score_losses(
           self.denoiser, params['fake_score'], x_g, labels, key_loss,
@@ -102,14 +99,12 @@ class SIM(fake_score.OneStepGenerator, base.Objective):
     key_sigma, key_eps = jax.random.split(key_loss)
     sigma = diffusion.sample_karras_sigma(key_sigma, shape[:1], self.u_min, self.u_max,
                                           self.sigma_min, self.sigma_max, self.rho)
-    x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
+    x_t = diffusion.add_noise(key_eps, x_g, sigma)
     f_real = self.teacher(teacher_params, x_t, sigma,
                           denoiser_lib.conditioning_labels(self.teacher, labels))
     f_fake = self.denoiser(params['fake_score'], x_t, sigma, labels)
     per_example = (score_divergence_surrogate(f_real, f_fake, x_g, self.huber_c) /
                    sid.sid_normaliser(x_g, f_real)[(slice(None),) + (0,) * (x_g.ndim - 1)])
     loss = jnp.mean(per_example)
-    axes = tuple(range(1, x_g.ndim))
-    gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=axes))
-    return loss, {'loss': loss, 'score_gap': gap,
+    return loss, {'loss': loss, 'score_gap': fake_score.score_gap(f_real, f_fake),
                   'pseudo_huber': jnp.mean(pseudo_huber(f_real - f_fake, self.huber_c))}

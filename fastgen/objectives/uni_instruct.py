@@ -114,11 +114,8 @@ class UniInstruct(fake_score.OneStepGenerator, base.Objective):
 
   def loss(self, group, params, ema_params, teacher_params, batch, rng, step):
     del ema_params, step
-    key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     shape = batch['x'].shape
-    labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
-    x_g = self._generate(params['generator'], jax.random.normal(key_z, shape), labels,
-                         train=group == 'generator', rng=key_gen)
+    x_g, labels, key_loss = self._samples(group, params['generator'], shape, rng)
     fake = params['fake_score']
     if group == 'fake_score':
       denoising, discriminator, _ = fake_score.fake_score_losses(
@@ -134,7 +131,7 @@ class UniInstruct(fake_score.OneStepGenerator, base.Objective):
       return loss, {'loss': loss, **metrics}
     key_sigma, key_eps = jax.random.split(key_loss)
     sigma = self._grid_sigma(key_sigma, shape[:1], self.u_min, self.u_max)
-    x_t = x_g + diffusion.expand_like(sigma, x_g) * jax.random.normal(key_eps, shape)
+    x_t = diffusion.add_noise(key_eps, x_g, sigma)
     f_real = self.teacher(teacher_params, x_t, sigma,
                           denoiser_lib.conditioning_labels(self.teacher, labels))
     if self._needs_ratio:
@@ -149,5 +146,5 @@ class UniInstruct(fake_score.OneStepGenerator, base.Objective):
     normaliser = sid.sid_normaliser(x_g, f_real).reshape(shape[0])
     per_example = expanded_f_surrogate(f_real, f_fake, x_g, h / scale, a / scale) / normaliser
     loss = jnp.mean(per_example)
-    gap = jnp.mean(jnp.sum((f_real - f_fake) ** 2, axis=tuple(range(1, x_g.ndim))))
-    return loss, {'loss': loss, 'score_gap': gap, 'mean_log_ratio': jnp.mean(jnp.log(ratio))}
+    return loss, {'loss': loss, 'score_gap': fake_score.score_gap(f_real, f_fake),
+                  'mean_log_ratio': jnp.mean(jnp.log(ratio))}
