@@ -48,8 +48,8 @@ from fastgen import configs, evaluate, sharding, train  # pylint: disable=g-impo
 from fastgen import experiment as experiment_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fastgen.step import sampling_params  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('sid', 'sida', 'dmd', 'dmd2', 'ladd', 'cd', 'ct', 'scd', 'sct', 'meanflow', 'ect', 'tcm',
-         'pd', 'reflow', 'instaflow', 'slimflow')
+RULES = ('sid', 'sida', 'sim', 'uni_instruct', 'dmd', 'dmd2', 'ladd', 'cd', 'ct', 'scd', 'sct',
+         'meanflow', 'ect', 'tcm', 'pd', 'reflow', 'instaflow', 'slimflow')
 # Rules whose teacher is another rule's run (a pipeline): InstaFlow distils the 2-RF of 'reflow',
 # TCM's stage 2 truncates the ECT run (its stage 1).
 TEACHER_RULE = {'instaflow': 'reflow', 'tcm': 'ect'}
@@ -125,8 +125,12 @@ def _round_end_metrics(workdir: str, objective, ks) -> dict:
   return metrics
 
 
-def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> dict:
-  config = configs.get_config(f'{rule}_{data}')
+def rule_config(rule: str, data: str, num_steps: int | None, ks, runs_dir: str):
+  """``(config, workdir)`` of the rule's run on ``data``: the config ``<rule>_<data>`` (a rule
+  ``name:variant`` names ``<name>_<data>:<variant>``), shortened to ``num_steps`` (0: as
+  configured) with its schedules, evaluated at ``ks`` at the end only."""
+  name, _, variant = rule.partition(':')
+  config = configs.get_config(f'{name}_{data}' + (f':{variant}' if variant else ''))
   config.train.sample_every = 0
   config.eval.update(every=0, steps=tuple(config.eval.steps) if rule in EVAL_STEPS_FROM_CONFIG
                      else tuple(ks))
@@ -146,15 +150,19 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
       scale = num_steps / original_steps
       config.objective.reflow_steps = int(config.objective.reflow_steps * scale)
       config.objective.annealing_steps = max(int(config.objective.annealing_steps * scale), 1)
-  progressive = 'steps_per_round' in config.objective
-  if progressive:
+  if 'steps_per_round' in config.objective:
     config.eval.every = config.objective.steps_per_round
-  workdir = os.path.join(runs_dir, f'{rule}_{data}')
   if rule in TEACHER_RULE:
     config.teacher.workdir = os.path.join(runs_dir, f'{TEACHER_RULE[rule]}_{data}')
     if not os.path.isdir(config.teacher.workdir):
       raise FileNotFoundError(f'{rule} distils the {TEACHER_RULE[rule]} run '
                               f'{config.teacher.workdir}: run --rules {TEACHER_RULE[rule]} first')
+  return config, os.path.join(runs_dir, f'{rule.replace(":", "_")}_{data}')
+
+
+def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> dict:
+  config, workdir = rule_config(rule, data, num_steps, ks, runs_dir)
+  progressive = 'steps_per_round' in config.objective
   shutil.rmtree(workdir, ignore_errors=True)
   start = time.time()
   state = train.train_and_evaluate(config, workdir)

@@ -13,6 +13,8 @@ features, averaged, discriminate real data (``batch['x']``) from generator sampl
 
 - gmm2d: the real data is the gmm2d data set. With D = 2 dimensions the generator's GAN term is
   small beside the SiD loss.
+- digits: sid_digits' settings (from runs/edm_digits, 4000 steps); the real data are the digits
+  training split.
 - cifar: lr 1e-5 for both networks, 300 Mimg (``--duration 300``) at batch 256. Real images for
   the discriminator: the CIFAR-10 training set (it must be on disk). Differences from the
   official code: no warm-up of the GAN term, no SiD-initialised generator (SiD^2A), and those of
@@ -21,7 +23,7 @@ features, averaged, discriminate real data (``batch['x']``) from generator sampl
 
 from fastgen.configs import data_presets, sid
 
-DATA_SETS = ('gmm2d', 'cifar')
+DATA_SETS = ('gmm2d', 'digits', 'cifar')
 
 
 def get_config(arg: str = 'gmm2d'):

@@ -12,6 +12,7 @@ with SIM's loss, not checked against the SIM paper's settings; the pseudo-Huber 
 
 - gmm2d: the teacher is the exact mixture denoiser; generator and fake score start fresh, with
   sid_gmm2d's optimizer and fake-score noise levels.
+- digits: from runs/edm_digits, sid_digits' settings (4000 steps, EMA 0.999).
 - cifar: class-conditional, from the EDM DDPM++ cond. VP teacher; batch 256, Adam lr 1e-5 with
   betas (0, 0.999) for both networks, EMA half-life 0.5 Mimg, fp32, 100 Mimg (SiD's
   ``run_sid.sh cifar10-cond`` settings). Not verified against the SIM paper's own table of
@@ -21,7 +22,7 @@ with SIM's loss, not checked against the SIM paper's settings; the pseudo-Huber 
 from fastgen.configs import data_presets
 from fastgen.configs import sid as sid_configs
 
-DATA_SETS = ('gmm2d', 'cifar')
+DATA_SETS = ('gmm2d', 'digits', 'cifar')
 
 
 def get_config(arg: str = 'gmm2d'):

@@ -14,6 +14,8 @@ lr 1e-5, EMA half-life 0.5 Mimg, 100 Mimg) are SiD's, not checked against the pa
 
 - gmm2d: fresh generator, fake score and head (the teacher is the exact mixture); the real data
   are the mixture's samples.
+- digits: from runs/edm_digits (generator and fake score start from it, the head fresh),
+  sid_digits' settings (4000 steps, EMA 0.999); the real data are the digits training split.
 - cifar: class-conditional, from the EDM DDPM++ cond. VP teacher; the real data set must be on
   disk (the discriminator reads it).
 """
@@ -21,7 +23,7 @@ lr 1e-5, EMA half-life 0.5 Mimg, 100 Mimg) are SiD's, not checked against the pa
 from fastgen.configs import data_presets
 from fastgen.configs import sid as sid_configs
 
-DATA_SETS = ('gmm2d', 'cifar')
+DATA_SETS = ('gmm2d', 'digits', 'cifar')
 
 
 def get_config(arg: str = 'gmm2d'):
