@@ -48,7 +48,7 @@ def _eval_section(every: int, features: str, num_samples: int, batch_size: int,
                   reference_num_samples: int) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       every=every, features=features, num_samples=num_samples, batch_size=batch_size,
-      steps=(1, 2, 4), teacher_steps=18, reference='',
+      steps=(1, 2, 4), teacher_steps=18, guidance_scale=1.0, reference='',
       reference_num_samples=reference_num_samples, inception_weights='', num_projections=512,
       seed=0))
 

@@ -1,6 +1,8 @@
 """Guided-model distillation: the w-conditioned stage-one student matches the exact guided
 denoiser of the class-conditional 2-D mixture at several w; a student initialised from a network
-teacher is that teacher at every w; the rounds halve the steps after stage one."""
+teacher is that teacher at every w; the rounds halve the steps after stage one; the image configs
+start from their teacher, and digits evaluates every round's student beside the teacher guided at
+its w."""
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from fastgen import configs, objectives, teachers
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
 from fastgen.objectives import guided, progressive
+from tests.objectives import image_configs
 
 
 def _conditional_mlp(num_classes=8):
@@ -136,3 +139,29 @@ def test_stage_one_student_matches_the_exact_guided_mixture_denoiser():
     exact = denoiser_lib.guided(teacher, teacher_params, x, sigma, labels, 1.0 + w)
     guidance = float(jnp.mean(jnp.sum((exact - unguided) ** 2, axis=1)))
     assert error(w) < bound * guidance, (w, error(w), guidance)
+
+
+@pytest.mark.parametrize('config_name, teacher_name', [
+    ('guided_digits', 'edm_digits'), ('guided_cifar', 'edm_cifar')])
+def test_image_configs_build_and_start_from_their_teacher(config_name, teacher_name):
+  config = configs.get_config(config_name)
+  without_dropout = lambda c: {k: v for k, v in c.network.items() if k != 'dropout'}
+  assert without_dropout(config) == without_dropout(configs.get_config(teacher_name))
+  objective, teacher_params, params = image_configs.abstract_init(config)
+  assert objective._student_steps(objective.num_rounds - 1) == 1
+  assert config.train.num_steps == (objective.stage_one_steps +
+                                    (objective.num_rounds - 1) * objective.steps_per_round)
+  assert jax.tree.structure(params['student']) == jax.tree.structure(teacher_params)
+
+
+def test_digits_evaluates_each_round_end_at_its_k_beside_the_teacher_at_its_w():
+  config = configs.get_config('guided_digits')
+  objective, _, _ = image_configs.abstract_init(config)
+  rounds = range(objective.num_rounds)
+  ends = [objective.stage_one_steps + r * objective.steps_per_round for r in rounds]
+  assert ends[-1] == config.train.num_steps
+  assert all(end % config.eval.every == 0 for end in ends)
+  assert sorted(int(objective._student_steps(r)) for r in rounds) == sorted(config.eval.steps)
+  # The evaluator's guidance_scale is Ho & Salimans' s, D_s = D(null) + s (D(c) - D(null)),
+  # the objective's (1 + w) D(c) - w D(null) at s = 1 + w.
+  assert config.eval.guidance_scale == 1.0 + objective.sample_w
