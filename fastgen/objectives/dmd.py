@@ -220,7 +220,7 @@ class DMD(base.Objective):
     if self.adversarial:  # the classifier at its own noise level (DMD2 compute_cls_logits)
       key_gan_sigma, key_gan_eps = jax.random.split(key_gan)
       sigma_gan = self._fake_score_sigma(key_gan_sigma, shape[:1])
-      x_gan = x_g + diffusion.expand_like(sigma_gan, x_g) * jax.random.normal(key_gan_eps, shape)
+      x_gan = diffusion.add_noise(key_gan_eps, x_g, sigma_gan)
       features = self.denoiser.with_features(fake['denoiser'], x_gan, sigma_gan, labels)[1]
       logits = fake_score.discriminator_logits(features, fake['head'])
       matching = matching * f_divergence_weight(logits, self.divergence)
