@@ -27,7 +27,9 @@ Differences from the papers:
   (:func:`fastgen.objectives.fake_score.init_head`), not LADD's heads after every transformer
   block; the head is not conditioned on the noise level or a text embedding (the features are);
 * real and generated samples are re-noised at independent levels and noises;
-* no R1 penalty (ADD: gamma = 1e-5); one optimizer for both groups, both updated every step;
+* no R1 penalty (ADD: gamma = 1e-5); one optimizer for both groups, both updated every step
+  unless ``discriminator_updates_per_generator_update`` N > 1: then the generator trains after
+  every N head updates (DMD2's two time-scale rule; LADD: N = 1);
 * the student's levels are the first k points of a (k + 1)-point Karras grid from
   ``sigma_init``, drawn uniformly; above the first, its input is the batch re-noised (ADD's
   x_s = alpha_s x0 + sigma_s eps), at the first pure noise sigma_init z; LADD's four SD3
@@ -89,6 +91,7 @@ class LADD(base.Objective):
   logit_mean: float = 1.0       # LADD's pi(t; m, s): m = 1, s = 1 (shifted to high noise)
   logit_std: float = 1.0
   distillation_weight: float = 0.0  # ADD's lambda (2.5); LADD: 0
+  discriminator_updates_per_generator_update: int = 1  # two time-scale ratio; LADD: 1
   head_hidden: int = 256
   init_from_teacher: bool = True
   groups = ('discriminator', 'generator')
@@ -98,8 +101,10 @@ class LADD(base.Objective):
     if not callable(getattr(self.teacher, 'with_features', None)):
       raise ValueError('LADD reads the teacher network\'s features: use a network teacher '
                        '(teacher.kind="checkpoint"), not a closed-form one')
-    if self.student_steps < 1:
-      raise ValueError(f'objective.student_steps must be >= 1, got {self.student_steps}')
+    if self.student_steps < 1 or self.discriminator_updates_per_generator_update < 1:
+      raise ValueError('objective.student_steps and objective.discriminator_updates_per_'
+                       f'generator_update must be >= 1, got {self.student_steps} and '
+                       f'{self.discriminator_updates_per_generator_update}')
     if self.logit_std <= 0 or self.distillation_weight < 0:
       raise ValueError(f'objective.logit_std must be > 0 and objective.distillation_weight >= 0, '
                        f'got {self.logit_std} and {self.distillation_weight}')
@@ -124,6 +129,12 @@ class LADD(base.Objective):
         lambda p: self._teacher_features(p, x, jnp.ones(x.shape[:1]), labels)[1], teacher_params)
     return {'generator': generator,
             'discriminator': fake_score.init_head(key_head, features.shape[1:], self.head_hidden)}
+
+  def trains(self, group, step):
+    """Two time-scale updates (as DMD2's): the generator trains after every N head updates."""
+    if group == 'generator':
+      return (step + 1) % self.discriminator_updates_per_generator_update == 0
+    return jnp.array(True)
 
   def _generate(self, generator_params, x_data, labels, rng, *, train):
     """x0_hat = D_theta(x_s, sigma_s) at a student level drawn uniformly per example: pure noise

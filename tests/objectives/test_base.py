@@ -26,7 +26,7 @@ def test_every_rule_is_a_frozen_objective_whose_network_is_a_group(name):
 def test_declared_properties_follow_the_overridden_hooks():
   assert {n for n, c in objectives.OBJECTIVES.items() if c.has_velocity} == {
       'reflow', 'instaflow', 'slimflow'}
-  assert {n for n, c in objectives.OBJECTIVES.items() if c.has_update_schedule} == {'dmd'}
+  assert {n for n, c in objectives.OBJECTIVES.items() if c.has_update_schedule} == {'dmd', 'ladd'}
 
 
 def test_a_misspelt_hook_is_an_error_naming_it():

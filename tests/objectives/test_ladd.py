@@ -117,6 +117,24 @@ def test_a_step_trains_generator_and_head_and_leaves_the_teacher_unchanged():
           'train/discriminator/logit_real'} <= {f'train/{k}' for k in metrics}
 
 
+def test_two_time_scale_updates_train_the_generator_every_nth_step():
+  # With N = 3 head updates per generator update the head moves at every step and the generator
+  # only at steps 2, 5, ... (the N-th step of each round); a skipped update leaves it bit-equal.
+  objective, teacher_params, params = _objective_and_params(
+      discriminator_updates_per_generator_update=3)
+  optimizer = optax.adam(1e-3)
+  state = step_lib.state_from_params(params, objective.groups, optimizer)
+  step = jax.jit(step_lib.make_train_step(objective, optimizer, 0.9, False))
+  changed = lambda a, b: any(not np.array_equal(x, y)
+                             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  for i in range(4):
+    new, metrics = step(state, teacher_params, _batch(), jax.random.key(3))
+    assert changed(state['params']['discriminator'], new['params']['discriminator'])
+    assert changed(state['params']['generator'], new['params']['generator']) == (i == 2)
+    assert float(metrics['generator/updated']) == float(i == 2)
+    state = new
+
+
 def test_sampler_is_the_students_multistep_sampler():
   objective, _, params = _objective_and_params(student_steps=2)
   rng = jax.random.key(4)
@@ -131,7 +149,8 @@ def test_a_closed_form_teacher_and_bad_options_are_refused():
   analytic = teachers.analytic_teacher('gmm2d')[0]
   with pytest.raises(ValueError, match='teacher.kind="checkpoint"'):
     ladd.LADD(_mlp_denoiser(), analytic)
-  for option, value in (('student_steps', 0), ('logit_std', 0.0), ('distillation_weight', -1.0)):
+  for option, value in (('student_steps', 0), ('logit_std', 0.0), ('distillation_weight', -1.0),
+                        ('discriminator_updates_per_generator_update', 0)):
     with pytest.raises(ValueError, match=f'objective.{option}'):
       ladd.LADD(_mlp_denoiser(), _mlp_denoiser(), **{option: value})
 
