@@ -137,11 +137,16 @@ def run(rule: str, num_steps: int, eval_every: int, runs_dir: str, fresh: bool) 
   }
 
 
+def data_teacher_fid(rows: dict) -> float:
+  """The data's teacher's 35-NFE FID, from the rows (InstaFlow's teacher is the 2-RF)."""
+  return next((r['fid_teacher'] for r in rows.values() if math.isfinite(r['fid_teacher'])
+               and r['rule'] != 'instaflow'), math.nan)
+
+
 def table(rows: dict) -> str:
   lines = ['| rule | FID 1-step | FID 2-step | FID 4-step | best (step) | converged | steps | '
            'wall-clock | teacher evals | target | met |', '| --- ' * 11 + '|']
-  teacher = next((r['fid_teacher'] for r in rows.values() if math.isfinite(r['fid_teacher'])
-                  and r['rule'] != 'instaflow'), math.nan)
+  teacher = data_teacher_fid(rows)
   for rule in [r for r in RULES if r in rows]:
     row = rows[rule]
     fids = ' | '.join(f'{row["final"][f"eval/fid_{k}step"]:.3g}'
@@ -160,8 +165,7 @@ def table(rows: dict) -> str:
 
 def plot(rows: dict, out: str) -> None:
   fig, (by_step, by_evals) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110)
-  teacher = next((r['fid_teacher'] for r in rows.values() if math.isfinite(r['fid_teacher'])
-                  and r['rule'] != 'instaflow'), math.nan)
+  teacher = data_teacher_fid(rows)
   for rule in [r for r in RULES if r in rows]:
     row = rows[rule]
     k = row['curve_steps']

@@ -29,12 +29,21 @@ import inspect
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 
 Params = Any
 Batch = dict  # {'x': [B, ...] float32, 'label': [B] int32}
 
 REQUIRED_METHODS = ('init', 'loss', 'sample')
 HOOKS = ('set_frozen', 'trains', 'velocity')
+
+
+def generator_trains_every(group: str, step: jax.Array, every: int) -> jax.Array:
+  """Two time-scale updates (DMD2): group 'generator' trains after every ``every`` updates of the
+  other groups, which train at every step (an :meth:`Objective.trains`)."""
+  if group == 'generator':
+    return (step + 1) % every == 0
+  return jnp.array(True)
 
 
 class Objective(abc.ABC):

@@ -151,9 +151,7 @@ class DMD(base.Objective):
 
   def trains(self, group, step):
     """Two time-scale updates: the generator trains after every N fake-score updates."""
-    if group == 'generator':
-      return (step + 1) % self.fake_score_updates_per_generator_update == 0
-    return jnp.array(True)
+    return base.generator_trains_every(group, step, self.fake_score_updates_per_generator_update)
 
   def _fake_score_sigma(self, rng, shape):
     """The fake score's and the classifier's noise levels: 'karras_grid' sigma = karras_sigma(u),

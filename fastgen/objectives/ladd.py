@@ -132,9 +132,8 @@ class LADD(base.Objective):
 
   def trains(self, group, step):
     """Two time-scale updates (as DMD2's): the generator trains after every N head updates."""
-    if group == 'generator':
-      return (step + 1) % self.discriminator_updates_per_generator_update == 0
-    return jnp.array(True)
+    return base.generator_trains_every(group, step,
+                                       self.discriminator_updates_per_generator_update)
 
   def _generate(self, generator_params, x_data, labels, rng, *, train):
     """x0_hat = D_theta(x_s, sigma_s) at a student level drawn uniformly per example: pure noise
