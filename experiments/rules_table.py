@@ -60,17 +60,18 @@ EVAL_STEPS_FROM_CONFIG = ('scd', 'sct', 'ect', 'tcm')
 
 @dataclasses.dataclass(frozen=True)
 class _CountingTeacher:
-  """The teacher, counting its calls while a step is traced."""
+  """The teacher, recording the batch size of each call while a step is traced (a guided call
+  evaluates the conditional and unconditional batches as one call of twice the batch)."""
   teacher: object
   calls: list
 
-  def __call__(self, *args, **kwargs):
-    self.calls.append(1)
-    return self.teacher(*args, **kwargs)
+  def __call__(self, params, x, *args, **kwargs):
+    self.calls.append(x.shape[0])
+    return self.teacher(params, x, *args, **kwargs)
 
-  def with_features(self, *args, **kwargs):  # LADD: one teacher call, with its features
-    self.calls.append(1)
-    return self.teacher.with_features(*args, **kwargs)
+  def with_features(self, params, x, *args, **kwargs):  # LADD: one call, with its features
+    self.calls.append(x.shape[0])
+    return self.teacher.with_features(params, x, *args, **kwargs)
 
   def __getattr__(self, name):
     return getattr(self.teacher, name)
@@ -78,13 +79,15 @@ class _CountingTeacher:
 
 def teacher_calls_per_sample(experiment, num_steps: int) -> float:
   """Teacher network evaluations per training sample per step, averaged over ``num_steps`` steps
-  (0 for teacher-free rules): each group's loss is traced with a counting teacher and weighted by
-  the share of steps that update the group (two time-scale rules skip some)."""
+  (0 for teacher-free rules): each group's loss is traced with a counting teacher (examples
+  evaluated over the batch size) and weighted by the share of steps that update the group (two
+  time-scale rules skip some)."""
   objective = experiment.objective
   if 'teacher' not in {f.name for f in dataclasses.fields(objective)} or objective.teacher is None:
     return 0
   state = experiment.abstract_state()
   batch = sharding.global_batch(next(experiment.data), experiment.mesh)
+  batch_size = jax.tree.leaves(batch)[0].shape[0]
   total = 0.0
   for group in objective.groups:
     calls = []
@@ -93,7 +96,7 @@ def teacher_calls_per_sample(experiment, num_steps: int) -> float:
         group, params, state['ema'], experiment.teacher_params, batch, experiment.train_rng,
         jnp.zeros((), jnp.int32)), state['params'])
     share = np.mean([bool(objective.trains(group, step)) for step in range(num_steps)])
-    total += len(calls) * share
+    total += sum(calls) / batch_size * share
   return total
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastgen import configs, objectives, teachers, trigflow
+from fastgen import configs, objectives, trigflow
 from fastgen.denoiser import Denoiser
 from fastgen.networks import mlp
 from fastgen.objectives import scm
