@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from fastgen import configs, data, objectives, samplers, teachers
+from fastgen import experiment as experiment_lib
 from fastgen import step as step_lib
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
@@ -86,6 +87,16 @@ def test_an_unconditional_student_is_refused():
     guided.GuidedDistillation(_conditional_mlp(0), teacher=None)
   with pytest.raises(ValueError, match='config.teacher.conditional'):
     guided.GuidedDistillation(_conditional_mlp(), teacher=teachers.analytic_teacher('gmm2d')[0])
+
+
+def test_data_labels_on_a_data_set_without_labels_is_refused():
+  # Otherwise every example would train as class 0, silently.
+  config = configs.get_config('guided_gmm2d')
+  config.data.conditional = False
+  with pytest.raises(ValueError, match='objective.data_labels'):
+    experiment_lib.Experiment(config)
+  config.objective.data_labels = False
+  experiment_lib.Experiment(config)
 
 
 def _labelled_batch(teacher, teacher_params, key, num):
