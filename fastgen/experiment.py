@@ -41,6 +41,10 @@ class Experiment:
       teachers.check_network_teacher(self.teacher, teacher_params, self.data.shape,
                                      config.teacher.workdir)
     self.objective = objectives.make_objective(config, self.teacher)
+    if getattr(self.objective, 'data_labels', False) and not self.data.num_classes:
+      raise ValueError(f'objective.data_labels=True trains on the data set\'s labels, but data '
+                       f'{config.data.name!r} has none: make it conditional (gmm2d: '
+                       f'data.conditional=True) or set objective.data_labels=False')
     self.optimizer = step.make_optimizer(config.optim)
     self.init_rng, self.train_rng, self.sample_rng = jax.random.split(
         jax.random.key(config.seed), 3)

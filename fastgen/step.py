@@ -20,9 +20,30 @@ class NonFiniteLossError(RuntimeError):
   """A loss or gradient became NaN/inf."""
 
 
+def learning_rate(optim: ml_collections.ConfigDict):
+  """The learning rate at a step: linear warm-up to ``lr``, then constant, or, with
+  ``optim.decay_ends`` = (e_1, e_2, ...), decaying linearly to 0 over each segment
+  [e_(i-1), e_i) (e_0 = 0) and back at ``lr`` at each e_i (progressive distillation's per-round
+  annealing, Salimans & Ho 2022); 0 from the last end on."""
+  warmup = optax.linear_schedule(0.0, optim.lr, max(optim.warmup_steps, 1))
+  ends = tuple(optim.get('decay_ends', ()))
+  if not ends:
+    return warmup
+  if any(b <= a for a, b in zip((0,) + ends, ends)):
+    raise ValueError(f'optim.decay_ends={ends} must be positive and increasing')
+  ends = jnp.asarray(ends, jnp.float32)
+  starts = jnp.concatenate([jnp.zeros((1,)), ends[:-1]])
+
+  def schedule(step):
+    segment = jnp.minimum(jnp.searchsorted(ends, step, side='right'), len(ends) - 1)
+    left = (ends[segment] - step) / (ends[segment] - starts[segment])
+    return warmup(step) * jnp.clip(left, 0.0, 1.0)
+  return schedule
+
+
 def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam(W) with linear warm-up to ``lr`` and optional global-norm gradient clipping."""
-  schedule = optax.linear_schedule(0.0, optim.lr, max(optim.warmup_steps, 1))
+  """Adam(W) at :func:`learning_rate` and optional global-norm gradient clipping."""
+  schedule = learning_rate(optim)
   chain = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip > 0 else []
   chain.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
                            weight_decay=optim.weight_decay))

@@ -9,8 +9,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
+import pytest
 
 from fastgen import step as step_lib
 from fastgen.objectives import base
@@ -153,3 +155,17 @@ def test_a_non_finite_update_is_reported_and_with_skip_nonfinite_dropped():
   assert _same(new['params'], {**state['params'], 'clock': jnp.float32(0.0)})
   assert _same(new['opt_state'], state['opt_state'])
   assert _same(new['ema'], state['ema'])  # EMA toward unchanged params equal to it: unchanged
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_in_each_segment_of_decay_ends():
+  optim = ml_collections.ConfigDict(dict(lr=2.0, warmup_steps=4, decay_ends=()))
+  constant = step_lib.learning_rate(optim)
+  np.testing.assert_allclose([constant(s) for s in (0, 2, 4, 100)], [0.0, 1.0, 2.0, 2.0])
+  optim.decay_ends = (8, 12, 16)
+  annealed = step_lib.learning_rate(optim)
+  # Segments [0, 8), [8, 12), [12, 16): lr (end - step) / length, times the warm-up; 0 after 16.
+  np.testing.assert_allclose([annealed(s) for s in (2, 4, 6, 8, 10, 11, 12, 14, 16, 20)],
+                             [0.75, 1.0, 0.5, 2.0, 1.0, 0.5, 2.0, 1.0, 0.0, 0.0])
+  optim.decay_ends = (8, 8)
+  with pytest.raises(ValueError, match='optim.decay_ends'):
+    step_lib.learning_rate(optim)

@@ -17,6 +17,12 @@ Salimans & Ho 2022, Algorithm 2) of the stage-one student, w kept as an input an
 from U[w_min, w_max] each example: round r >= 1 trains a student of N_r = initial_steps / 2^(r-1)
 DDIM steps on two DDIM steps of the frozen round-(r - 1) student (``'previous'``) at the same w.
 
+Both stages condition on each example's own label c (``data_labels``; the paper's (x, c) pairs of
+the data set): the noisy x = x0 + sigma eps then lies where the guided sampler for c goes. Drawn
+independently of x0, a label c mostly meets points of other classes, where at small sigma the
+guided target is far from x (a large noise estimate, times 1 + w) and where no sampler for c
+goes; on gmm2d the student then spends its capacity there (docs/results.md).
+
 Training steps [0, stage_one_steps) are stage one (round 0), then ``steps_per_round`` per
 halving round, initial_steps -> ... -> final_steps. Group ``'student'``; frozen ``'previous'`` and
 ``'round'``. Sampling: DDIM on EDM's grid at ``sample_w`` (``num_steps = 0``: the current round's
@@ -31,8 +37,9 @@ every w (the paper, too, starts the student from the teacher).
 Differences from the paper: EDM's variance-exploding sigma grid with the progressive module's
 noise levels (sigma on EDM's grid read continuously, uniform in u) and truncated-SNR weight, not
 the paper's cosine schedule and its (unstated here) loss weighting; w enters through the noise
-embedding's second column, where the paper adds a separate w embedding; class labels for the
-loss are drawn uniformly, the data set's x0 only sets where the loss looks.
+embedding's second column, where the paper adds a separate w embedding. ``data_labels=False``
+(labels drawn uniformly, the data set's x0 only setting where the loss looks) is an option for
+a data set without labels.
 
 Details: docs/rules/guided.md.
 """
@@ -112,6 +119,7 @@ class GuidedDistillation(base.Objective):
   sigma_max: float = 80.0
   rho: float = 7.0
   init_from_teacher: bool = True
+  data_labels: bool = True      # the batch's labels (the paper); False: uniform labels
   groups = ('student',)
   network_group = 'student'
 
@@ -183,7 +191,8 @@ class GuidedDistillation(base.Objective):
     key_label, key_w, key_u, key_i, key_z, key_dropout = jax.random.split(rng, 6)
     x0 = batch['x']
     batch_size = x0.shape[0]
-    labels = denoiser_lib.uniform_labels(key_label, batch_size, self.denoiser.num_classes)
+    labels = (batch['label'] if self.data_labels else
+              denoiser_lib.uniform_labels(key_label, batch_size, self.denoiser.num_classes))
     w = jax.random.uniform(key_w, (batch_size,), minval=self.w_min, maxval=self.w_max)
     round_index = params['round']
     num_steps = self._student_steps(jnp.maximum(round_index, 1))
