@@ -27,7 +27,8 @@ class OneStepGenerator:
   """What SiD, SIM and Uni-Instruct share: a data-free one-step generator
   x_g = G_theta(z) = D_theta(sigma_init z, sigma_init), z ~ N(0, I), trained against a fake score.
   Mixed into a rule's dataclass, which has the fields ``denoiser``, ``sigma_init``, ``sigma_min``,
-  ``rho`` and ``init_from_teacher``; params ``{'generator', 'fake_score'}``."""
+  ``rho``, ``init_from_teacher`` and ``fake_score_samples_in_train_mode``; params
+  ``{'generator', 'fake_score'}``."""
 
   def init(self, rng, batch, teacher_params):
     key_g, key_f, key_label = jax.random.split(rng, 3)
@@ -45,11 +46,14 @@ class OneStepGenerator:
     """``(x_g, labels, key)``: a batch of generator samples for ``group``'s loss, their uniform
     labels and a key for the rest of the loss. The generator runs in train mode for its own loss,
     in inference mode for the fake score's samples (official sid_training_loop.py:
-    G_ddp.train() / .eval() around its own update)."""
+    G_ddp.train() / .eval() around its own update), or in train mode for both with
+    ``fake_score_samples_in_train_mode``: the fake score then learns the distribution the
+    generator's loss samples (with dropout > 0 the two differ)."""
     key_label, key_z, key_gen, key_loss = jax.random.split(rng, 4)
     labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
+    train = group == 'generator' or self.fake_score_samples_in_train_mode
     x_g = self._generate(generator_params, jax.random.normal(key_z, shape), labels,
-                         train=group == 'generator', rng=key_gen)
+                         train=train, rng=key_gen)
     return x_g, labels, key_loss
 
   def sample(self, params, teacher_params, rng, labels, shape, num_steps):

@@ -6,7 +6,8 @@ Algorithm 1; official code: github.com/mingyuanzhou/SiD, ``training/sid_loss.py`
 A data-free one-step generator x_g = G_theta(z) = D_theta(sigma_init z, sigma_init). Groups, in
 order: ``'fake_score'`` f_psi, the EDM denoising loss on stop-gradient generator samples
 (:mod:`fastgen.objectives.fake_score`) drawn with the generator in inference mode (dropout off,
-as the official loop), and ``'generator'`` (dropout on), whose per-example loss at
+as the official loop; ``fake_score_samples_in_train_mode``: dropout on, the digits preset's
+choice, measured in configs/sid.py), and ``'generator'`` (dropout on), whose per-example loss at
 x_t = x_g + sigma eps (the paper's alpha-fused identity loss, alpha = 1.2) is
 
   L_theta = [ (f_phi - f_psi)^T (f_phi - x_g) - alpha ||f_phi - f_psi||^2 ] / w,
@@ -71,6 +72,7 @@ class SiD(fake_score.OneStepGenerator, base.Objective):
   p_mean: float = -1.2          # fake-score EDM loss noise distribution
   p_std: float = 1.2
   init_from_teacher: bool = True
+  fake_score_samples_in_train_mode: bool = False  # True: dropout on for the fake score's samples
   gan_generator_weight: float = 0.0      # SiDA's lambda_G (0: plain SiD)
   gan_discriminator_weight: float = 0.0  # SiDA's lambda_D
   groups = ('fake_score', 'generator')

@@ -76,6 +76,7 @@ class SIM(fake_score.OneStepGenerator, base.Objective):
   p_mean: float = -1.2          # fake-score EDM loss noise distribution
   p_std: float = 1.2
   init_from_teacher: bool = True
+  fake_score_samples_in_train_mode: bool = False  # True: dropout on for the fake score's samples
   groups = ('fake_score', 'generator')
   network_group = 'generator'
 

@@ -87,6 +87,7 @@ class UniInstruct(fake_score.OneStepGenerator, base.Objective):
   sigma_max: float = 80.0
   rho: float = 7.0
   init_from_teacher: bool = True
+  fake_score_samples_in_train_mode: bool = False  # True: dropout on for the fake score's samples
   groups = ('fake_score', 'generator')
   network_group = 'generator'
 

@@ -187,22 +187,23 @@ def _train_and_measure(tmp_path, config_name, *overrides, num=20_000):
 
 
 def test_short_cd_run_reaches_the_teacher_in_one_step(tmp_path):
-  # cd_gmm2d shortened to 1000 steps (~15 s). Measured: CD 1-step FD 0.0012 (1500
-  # steps: 0.0013, 3000: 0.0012), teacher Heun-35 0.0015, floor 0.0001; untrained (f = c_skip x,
-  # nearly 0) about 1.9.
+  # cd_gmm2d shortened to 1000 steps (~15 s). Measured 1-step FD, seeds 0-3 (config.seed):
+  # 0.0011, 0.0011, 0.0011, 0.0010; teacher Heun-35 0.0015, floor 0.0001; untrained
+  # (f = c_skip x, nearly 0) about 1.9. Bound 0.0035: 3x the largest value.
   fd, teacher_fd, _ = _train_and_measure(tmp_path, 'cd_gmm2d', '--config.train.num_steps=1000',
                                          '--config.train.checkpoint_every=1000')
   assert fd < teacher_fd + 0.002
 
 
 def test_short_ct_run_learns_the_mixture_in_one_step(tmp_path):
-  # ct_gmm2d shortened to 2000 steps (~30 s), the curriculum with it. Measured: iCT
-  # 1-step FD 0.0010 (1000 steps: 0.0060, 1500: 0.0025), teacher Heun-35 0.0015; iCT learns from
-  # data alone.
+  # ct_gmm2d shortened to 2000 steps (~30 s), the curriculum with it; iCT learns from data alone.
+  # Measured 1-step FD, seeds 0-3 (config.seed): 0.0020, 0.0013, 0.0065, 0.0032; teacher Heun-35
+  # 0.0015; untrained about 1.9. Bound 0.0015 + 0.0063 = 0.0078: 20% above the largest value
+  # (the former bound, teacher + 0.001, held for seeds 0 and 1 only).
   fd, teacher_fd, _ = _train_and_measure(
       tmp_path, 'ct_gmm2d', '--config.train.num_steps=2000', '--config.objective.total_steps=2000',
       '--config.train.checkpoint_every=2000')
-  assert fd < teacher_fd + 0.001
+  assert fd < teacher_fd + 0.0063
 
 
 @pytest.mark.slow

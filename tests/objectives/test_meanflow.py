@@ -88,12 +88,14 @@ def test_one_step_sampler():
 
 
 def test_short_run_learns_the_mixture_in_one_step(tmp_path):
-  # configs/meanflow_gmm2d.py shortened to 2000 steps. Measured: 1-step FD 0.0094, 2-step 0.013
-  # (teacher Heun-35 0.0015, floor 0.0004; an untrained u = 0 gives FD ~2). MeanFlow is not at
-  # the teacher's level here: with the network's times scaled by 1000 (fastgen's flow networks)
-  # it stalled at 0.05-0.07, with uniform (r, t) or p = 0 it was worse (0.06-0.5).
+  # configs/meanflow_gmm2d.py shortened to 2000 steps. Measured, seeds 0-3 (config.seed): 1-step
+  # FD 0.0092, 0.0063, 0.0328, 0.0258; 2-step 0.011, 0.014, 0.029, 0.031 (teacher Heun-35
+  # 0.0015, floor 0.0004; an untrained u = 0 gives FD ~2). Bounds 0.04 and 0.04: 22% and 29%
+  # above the largest values (the former 1-step bound, 0.03, failed at seed 2). MeanFlow is not
+  # at the teacher's level here: with the network's times scaled by 1000 (fastgen's flow
+  # networks) it stalled at 0.05-0.07, with uniform (r, t) or p = 0 it was worse (0.06-0.5).
   fds, teacher_fd = gmm2d_runs.train_and_measure(tmp_path, 'meanflow_gmm2d', 2000, (1, 2))
-  assert fds[0] < 0.03 and fds[1] < 0.04
+  assert fds[0] < 0.04 and fds[1] < 0.04
 
 
 class _LinearU(nn.Module):

@@ -147,10 +147,13 @@ def test_scd_starts_from_an_edm_teacher_network_exactly():
 
 
 @pytest.mark.parametrize('config_name, margins', [
-    # 1500 steps of configs/scd_gmm2d.py: FD 1-step 0.0062, 2-step 0.00097 (teacher Heun-35
-    # 0.00146, floor 0.00008). sCD's 1-step FD fluctuates along training at this lr (0.0027 at
-    # 1000 steps, 0.0051 at 2000, 0.00065 at 3000), its 2-step FD stays at 0.0005-0.001.
-    ('scd_gmm2d', (0.006, 0.0005)),
+    # 1500 steps of configs/scd_gmm2d.py, seeds 0-3 (config.seed): FD 1-step 0.0059, 0.0139,
+    # 0.0019, 0.0021; 2-step 0.00076, 0.00069, 0.00044, 0.0016 (teacher Heun-35 0.00146, floor
+    # 0.00008). sCD's 1-step FD fluctuates along training at this lr (seed 0: 0.0027 at 1000
+    # steps, 0.0051 at 2000, 0.00065 at 3000), its 2-step FD stays low. Bounds 0.00146 + 0.0153
+    # = 0.0168 and 0.00146 + 0.0005 = 0.0020: 21% and 22% above the largest values (the former
+    # 1-step bound, teacher + 0.006, failed at seed 1).
+    ('scd_gmm2d', (0.0153, 0.0005)),
     # 1500 steps of configs/sct_gmm2d.py: FD 1-step 0.0015, 2-step 0.0031 (3000 steps: 0.0013,
     # 0.0025; iCT at 3000: 0.0026 at 1 step). From data alone, no teacher.
     # Slow: the default suite keeps sCD's run (the same loss and sampler) and the test that sCT's

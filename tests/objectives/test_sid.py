@@ -57,7 +57,8 @@ def test_generator_gradient_vanishes_when_fake_score_equals_teacher():
   assert _generator_grad_norm(objective, perturbed, teacher_params) > 1e-3
 
 
-def test_fake_score_learns_on_inference_mode_generator_samples(monkeypatch):
+def test_fake_score_learns_on_inference_mode_generator_samples_unless_told_otherwise(
+    monkeypatch):
   # Official sid_training_loop.py: G in eval mode (dropout off) while the fake score trains on its
   # samples, in train mode for its own loss. The same parameters with dropout 0.5 and 0 must then
   # give the fake score identical samples, and the generator's own loss different values.
@@ -82,6 +83,10 @@ def test_fake_score_learns_on_inference_mode_generator_samples(monkeypatch):
   np.testing.assert_array_equal(samples[0], samples[1])
   generator_losses = [float(loss(objective, 'generator')) for objective in objectives_]
   assert abs(generator_losses[0] - generator_losses[1]) > 1e-3 * abs(generator_losses[1])
+  # The option: the fake score's samples in train mode, dropout on, as the generator's loss sees.
+  loss(sid.SiD(with_dropout, teacher=without, fake_score_samples_in_train_mode=True),
+       'fake_score')
+  assert float(jnp.max(jnp.abs(samples[2] - samples[1]))) > 1e-3
 
 
 def test_generator_loss_is_the_papers_fused_form():
@@ -191,13 +196,15 @@ def _distill_and_compare(tmp_path, *overrides, num=20_000):
 
 
 def test_short_sid_run_reaches_the_teacher_on_gmm2d(tmp_path):
-  # 1000 steps (~25 s on a loaded 2-core CPU). Measured: SiD 1-step FD 0.0009, SWD 0.049; teacher
-  # Heun-35 FD 0.0015, SWD 0.034; the untrained generator FD 0.82, SWD 0.66; 20k exact samples
-  # FD 0.0002 (the sampling floor).
+  # 1000 steps (~25 s on a loaded 2-core CPU). Measured, seeds 0-3 (config.seed): SiD 1-step FD
+  # 0.0009, 0.0009, 0.0016, 0.0018, SWD 0.046, 0.047, 0.045, 0.048; teacher Heun-35 FD 0.0015,
+  # SWD 0.034; the untrained generator FD 0.82, SWD 0.66; 20k exact samples FD 0.0002 (the
+  # sampling floor). Bounds: FD 0.0035 (94% above the largest), SWD 1.8 x 0.034 = 0.061 (25%
+  # above the largest; 1.7x left 18%).
   (fd, swd), (teacher_fd, teacher_swd) = _distill_and_compare(
       tmp_path, '--config.optim.lr=3e-4', '--config.train.num_steps=1000',
       '--config.train.ema_decay=0.995', '--config.train.checkpoint_every=1000')
-  assert fd < teacher_fd + 0.002 and swd < 1.7 * teacher_swd
+  assert fd < teacher_fd + 0.002 and swd < 1.8 * teacher_swd
 
 
 @pytest.mark.slow
