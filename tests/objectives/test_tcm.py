@@ -56,12 +56,15 @@ def test_boundary_parameterization_uses_the_stage1_model_below_t_prime():
   student_params = jax.jit(lambda p: jax.tree.map(lambda q: q - 0.05, p))(stage1_params)
   student_fn = lambda x, s: stage1(student_params, x, s)
   stage1_fn = lambda x, s: stage1(stage1_params, x, s)
-  f = tcm.truncated_fn(student_fn, stage1_fn, 1.0)
   x = batch['x']
   sigma = jnp.asarray(np.where(np.arange(64) % 2 == 0, 0.5, 1.0), jnp.float32)  # below / at t'
   below = np.arange(64)[:, None] % 2 == 0
-  expected = jax.jit(lambda: jnp.where(below, stage1_fn(x, sigma), student_fn(x, sigma)))()
-  np.testing.assert_allclose(jax.jit(f)(x, sigma), expected, atol=5e-4)  # jit round-off
+  # The switch, exactly: stand-ins whose outputs say which model answered (the networks' own
+  # outputs differ between two compiled programs by float round-off, up to 1e-3 on some machines).
+  tagged = tcm.truncated_fn(lambda x, s: x * 0 + 1.0, lambda x, s: x * 0 - 1.0, 1.0)
+  np.testing.assert_array_equal(jax.jit(tagged)(x, sigma),
+                                np.where(below, -1.0, 1.0) * np.ones(x.shape))
+  f = tcm.truncated_fn(student_fn, stage1_fn, 1.0)
   gap = jax.jit(lambda: jnp.max(jnp.abs(stage1_fn(x, sigma) - student_fn(x, sigma))))()
   assert float(gap) > 1e-2
   # 2-step sampling: the first step is the student at sigma_max, the second (0.821 < t') f_1's.
