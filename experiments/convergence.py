@@ -18,6 +18,9 @@ Convergence criterion: a rule has converged at the first evaluation after which 
 evaluation lowers its curve's FID by more than 5% (``TOLERANCE``); a rule whose last evaluation
 is more than 5% below every earlier one is still improving at its budget. The curve is the
 1-step FID, except for the rules whose target is at another k (``CURVE_STEPS``: 2-RF at 2 steps).
+Progressive distillation's k-step figures in the table are those of the round whose student
+samples in k steps, as the paper reports them (its final 1-step student sampled at 4 steps is
+not a 4-step model).
 
 Writes ``experiments/results/convergence_digits.json`` (one row per rule, rows of rules not run
 this time kept) and ``docs/convergence_digits.png`` (FID against training steps and against
@@ -123,6 +126,9 @@ def run(rule: str, num_steps: int, eval_every: int, runs_dir: str, fresh: bool) 
   curve = [e.get(f'eval/fid_{curve_k}step', math.nan) for e in evaluations]
   steps = [e['step'] for e in evaluations]
   best = min(range(len(curve)), key=lambda i: curve[i] if math.isfinite(curve[i]) else math.inf)
+  final = {k: v for k, v in evaluations[-1].items() if k.startswith('eval/fid_')}
+  if 'steps_per_round' in config.objective:  # PD: each k from the round whose student takes k
+    final.update(rules_table.round_end_metrics(workdir, experiment.objective, KS))
   return {
       'rule': rule, 'train_steps': config.train.num_steps, 'eval_every': config.eval.every,
       'ema_decay': config.train.ema_decay,
@@ -131,7 +137,7 @@ def run(rule: str, num_steps: int, eval_every: int, runs_dir: str, fresh: bool) 
       'fid_teacher': teacher_fid, 'curve_steps': curve_k,
       'steps': steps, 'teacher_evals': [offset + per_step * s for s in steps],
       'fid': {str(k): [e.get(f'eval/fid_{k}step', math.nan) for e in evaluations] for k in KS},
-      'final': {k: v for k, v in evaluations[-1].items() if k.startswith('eval/fid_')},
+      'final': final,
       'best_step': steps[best], 'best_fid': curve[best],
       'converged_step': converged_step(steps, curve),
   }

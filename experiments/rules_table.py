@@ -109,7 +109,7 @@ def coupling_teacher_evals(config) -> int:
   return config.data.num_pairs * per_pair
 
 
-def _round_end_metrics(workdir: str, objective, ks) -> dict:
+def round_end_metrics(workdir: str, objective, ks) -> dict:
   """Progressive distillation: each k-step figure from the in-loop evaluation at the end of the
   round whose student samples in k steps (the paper's reporting); the last round's k from the
   final evaluation."""
@@ -174,7 +174,7 @@ def run_rule(rule: str, data: str, num_steps: int | None, ks, runs_dir: str) -> 
   evaluator = evaluate.RunEvaluator(experiment)
   metrics = evaluator.evaluate(sampling_params(state))
   if progressive:
-    metrics.update(_round_end_metrics(workdir, experiment.objective, ks))
+    metrics.update(round_end_metrics(workdir, experiment.objective, ks))
   params = sum(x.size for x in jax.tree.leaves(state['params'][experiment.objective.network_group]))
   calls = teacher_calls_per_sample(experiment, config.train.num_steps)
   row = {'rule': rule, 'train_steps': config.train.num_steps, 'train_seconds': seconds,
