@@ -109,12 +109,14 @@ def _array_checksum(array) -> jax.Array:
                     for seed in (0, 0x632BE5AB)])
 
 
-_checksum_tree = jax.jit(lambda tree: jax.tree.map(_array_checksum, tree))
+# One program per distinct array shape and dtype, not one over the whole state: a state of 2189
+# arrays in 29 shapes (sid_digits) compiled for 40 s as one program, 3 s as 29 small ones.
+_checksum = jax.jit(_array_checksum)
 
 
 def array_checksums(state) -> dict[str, str]:
   """``{'params/denoiser/...': 16 hex digits}``: :func:`_array_checksum` of every array."""
-  sums = _checksum_tree(state)
+  sums = jax.tree.map(_checksum, state)
   return {'/'.join(_key_names(path)): ''.join(f'{int(c):08x}' for c in
                                               jax.device_get(value.addressable_data(0)))
           for path, value in jax.tree.leaves_with_path(sums)}

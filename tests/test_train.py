@@ -155,7 +155,7 @@ def test_training_reaches_the_mixture_and_keeps_the_best_evaluated_state(tmp_pat
   config = tiny_config(num_steps=800)
   config.network.update(hidden=128, depth=3)
   config.data.batch_size = 256
-  config.train.update(ema_decay=0.99, log_every=200)
+  config.train.update(ema_decay=0.99, log_every=200, checkpoint_every=400)
   config.eval.update(every=400, features='exact', num_samples=4096, batch_size=1024,
                      steps=(18,), teacher_steps=0)
   experiment = experiment_lib.Experiment(config)

@@ -65,8 +65,16 @@ def sliced_wasserstein(x, y, directions) -> float:
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if x.shape != y.shape:
     raise ValueError(f'sliced Wasserstein compares equal-size samples; got {x.shape}, {y.shape}')
-  px = np.sort(x @ directions.T, axis=0)
-  py = np.sort(y @ directions.T, axis=0)
+  return _sorted_projections_distance(_sorted_projections(x, directions),
+                                      _sorted_projections(y, directions))
+
+
+def _sorted_projections(x, directions) -> np.ndarray:
+  """[N, P]: the samples' projections on each direction, sorted along the samples."""
+  return np.sort(np.asarray(x, np.float64) @ directions.T, axis=0)
+
+
+def _sorted_projections_distance(px, py) -> float:
   return float(np.sqrt(np.mean((px - py) ** 2)))
 
 
@@ -87,6 +95,7 @@ class ExactMetrics:
     self.num_samples = num_samples
     self.directions = random_directions(dim, num_projections, seed)
     self.reference = sample_mixture(weights, means, covs, num_samples, seed + 1)
+    self._reference_projections = _sorted_projections(self.reference, self.directions)
     floors = [self(sample_mixture(weights, means, covs, num_samples, seed + 2 + i))
               for i in range(floor_repeats)]
     self.floor = {k: float(np.mean([f[k] for f in floors])) for k in floors[0]}
@@ -98,4 +107,5 @@ class ExactMetrics:
                        f'{self.reference.shape[1]}, got {samples.shape}')
     stats = frechet.FeatureStats(samples.shape[1]).update(samples)
     return {'fd': frechet.frechet_distance(stats.mean, stats.cov, self.mean, self.cov),
-            'swd': sliced_wasserstein(samples, self.reference, self.directions)}
+            'swd': _sorted_projections_distance(_sorted_projections(samples, self.directions),
+                                                self._reference_projections)}
