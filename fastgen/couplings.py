@@ -36,7 +36,7 @@ FLOW_T_MAX = 1.0 - 1e-5  # where flow-time solvers start: x = FLOW_T_MAX z at t 
 
 def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
                       method: str = 'heun', sigma_min: float = 0.002, sigma_max: float = 80.0,
-                      rho: float = 7.0):
+                      rho: float = 7.0, flow_t_max: float = FLOW_T_MAX):
   """x0 = Phi(z): the teacher's deterministic ODE solved from standard-normal ``noise`` z.
 
   'heun' / 'euler': the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma (Karras et al.
@@ -44,8 +44,8 @@ def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
   1, 2 num_steps - 1 evaluations) or Euler; z is the t = 1 end of rectified-flow time, since
   x_t = x / (1 + sigma) -> z as sigma -> inf (:mod:`fastgen.diffusion`), truncated at sigma_max as
   in EDM. 'flow_euler': Euler on the flow ODE dx_t/dt = v(x_t, t) (Liu et al. 2022, Eq. 1) on a
-  uniform grid from x = T z at t = T = ``FLOW_T_MAX`` to 0, for (nearly) straight teachers such
-  as a 2-rectified flow. Labels reach the teacher only if it is class-conditional. Pure and
+  uniform grid from x = T z at t = T = ``flow_t_max`` to 0, for (nearly) straight teachers such
+  as a 2-rectified flow (T: where that teacher's own ODE starts, its ``objective.t_max``). Labels reach the teacher only if it is class-conditional. Pure and
   jit-able.
   """
   if method not in ODE_METHODS:
@@ -53,8 +53,8 @@ def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
   labels = denoiser_lib.conditioning_labels(teacher, labels)
   if method == 'flow_euler':
     velocity_fn = lambda x_t, t: teacher.velocity(teacher_params, x_t, t, labels)
-    return samplers.flow_euler_sampler(velocity_fn, FLOW_T_MAX * noise,
-                                       jnp.linspace(FLOW_T_MAX, 0.0, num_steps + 1))
+    return samplers.flow_euler_sampler(velocity_fn, flow_t_max * noise,
+                                       jnp.linspace(flow_t_max, 0.0, num_steps + 1))
   denoise = samplers.denoise_closure(teacher, teacher_params, labels)
   sigmas = diffusion.karras_sigmas(num_steps, sigma_min, sigma_max, rho)
   return samplers.SAMPLERS[method](denoise, noise, sigmas)
@@ -65,7 +65,7 @@ def shard_path(directory: str, index: int) -> str:
 
 
 def _shard_pairs(teacher, teacher_params, key, *, shard_size, shape, num_classes, ode_steps,
-                 ode_method, mesh):
+                 ode_method, ode_t_max, mesh):
   """``(noise, x0, label)`` of one shard, computed with the batch split over 'data'."""
   key_noise, key_label = jax.random.split(key)
   batch = sharding.batch_sharded(mesh)
@@ -74,13 +74,14 @@ def _shard_pairs(teacher, teacher_params, key, *, shard_size, shape, num_classes
   labels = (jax.random.randint(key_label, (shard_size,), 0, num_classes) if num_classes
             else jnp.zeros((shard_size,), jnp.int32))
   labels = jax.lax.with_sharding_constraint(labels, batch)
-  x0 = solve_teacher_ode(teacher, teacher_params, noise, labels, ode_steps, method=ode_method)
+  x0 = solve_teacher_ode(teacher, teacher_params, noise, labels, ode_steps, method=ode_method,
+                         flow_t_max=ode_t_max)
   return noise, x0, labels
 
 
 def write_couplings(directory: str, teacher, teacher_params, *, shape, num_classes: int,
                     num_pairs: int, shard_size: int, ode_steps: int, ode_method: str = 'heun',
-                    seed: int = 0, mesh=None) -> dict:
+                    ode_t_max: float = FLOW_T_MAX, seed: int = 0, mesh=None) -> dict:
   """Write the shards of ``num_pairs`` pairs that ``directory`` lacks; returns the metadata.
 
   ``shard_size`` must divide ``num_pairs`` and be a multiple of the mesh's data-parallel size.
@@ -98,6 +99,11 @@ def write_couplings(directory: str, teacher, teacher_params, *, shape, num_class
   meta = {'shape': list(shape), 'num_classes': int(num_classes), 'num_pairs': int(num_pairs),
           'shard_size': int(shard_size), 'ode_steps': int(ode_steps), 'ode_method': ode_method,
           'seed': int(seed), 'teacher': type(teacher).__name__}
+  if ode_t_max != FLOW_T_MAX:  # recorded only when set: sets written before the option still fit
+    if ode_method != 'flow_euler' or not 0.0 < ode_t_max < 1.0:
+      raise ValueError(f'data.ode_t_max={ode_t_max} is where a flow_euler solve starts: it needs '
+                       f"data.ode_method='flow_euler' (got {ode_method!r}) and 0 < ode_t_max < 1")
+    meta['ode_t_max'] = float(ode_t_max)
   os.makedirs(directory, exist_ok=True)
   meta_path = os.path.join(directory, META_FILE)
   if os.path.exists(meta_path):
@@ -117,7 +123,7 @@ def write_couplings(directory: str, teacher, teacher_params, *, shape, num_class
                  ode_method, ode_steps, len(missing), num_pairs // shard_size, directory)
     make = jax.jit(lambda params, key: _shard_pairs(
         teacher, params, key, shard_size=shard_size, shape=tuple(shape), num_classes=num_classes,
-        ode_steps=ode_steps, ode_method=ode_method, mesh=mesh))
+        ode_steps=ode_steps, ode_method=ode_method, ode_t_max=ode_t_max, mesh=mesh))
     progress = logs.Progress('coupling shards', len(missing), 'shards')
     for index in missing:
       noise, x0, labels = make(teacher_params, jax.random.fold_in(jax.random.key(seed), index))

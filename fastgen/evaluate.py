@@ -74,7 +74,8 @@ class RunEvaluator:
     if steps and experiment.objective.has_velocity:
       self._straightness = jax.jit(
           lambda velocity_fn, params, noise, labels: straightness.straightness(
-              lambda x, t: velocity_fn(params, x, t, labels), noise, steps, reflow.T_MAX),
+              lambda x, t: velocity_fn(params, x, t, labels), noise, steps,
+              getattr(experiment.objective, 'ode_start', reflow.T_MAX)),
           static_argnums=0)
       self._straightness_teacher = None
 

@@ -118,6 +118,7 @@ def ensure_couplings(data_config, workdir: str, teacher, teacher_params, mesh):
                             num_classes=source.num_classes, num_pairs=data_config.num_pairs,
                             shard_size=data_config.shard_size, ode_steps=data_config.ode_steps,
                             ode_method=data_config.get('ode_method', 'heun'),
+                            ode_t_max=data_config.get('ode_t_max', couplings.FLOW_T_MAX),
                             seed=data_config.get('coupling_seed', 0), mesh=mesh)
   resolved = data_config.copy_and_resolve_references()
   with resolved.unlocked():

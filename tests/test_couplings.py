@@ -6,12 +6,14 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
 from fastgen import couplings, data, sharding, teachers
 from fastgen.teachers import analytic
+from tests.objectives import rectified_flow_toys as toys
 
 
 def test_teacher_ode_matches_the_closed_form_flow_of_a_gaussian():
@@ -65,6 +67,27 @@ def test_coupling_set_is_the_teacher_ode_written_resumably(tmp_path):
     _write(tmp_path, ode_steps=5)
   with pytest.raises(ValueError, match='multiple of the 8 data-parallel devices'):
     _write(tmp_path / 'other', shard_size=12, num_pairs=36)
+
+
+def test_flow_euler_couplings_start_at_ode_t_max(tmp_path):
+  # One Euler step from x = T z at t = T lands on T z - T v(T z, T): the pairs start where the
+  # teacher's ODE starts. The default start is left out of the metadata (sets written before the
+  # option still match); another start is recorded, and refused for a sigma-grid method.
+  teacher, params = toys.ScaledExactVelocity(), {'scale': jnp.ones(())}
+  noise = jax.random.normal(jax.random.key(0), (16, 2))
+  for t_max in (couplings.FLOW_T_MAX, 0.9):
+    x0 = couplings.solve_teacher_ode(teacher, params, noise, None, 1, method='flow_euler',
+                                     flow_t_max=t_max)
+    np.testing.assert_allclose(x0, t_max * noise - t_max * toys.exact_velocity(
+        t_max * noise, jnp.full((16,), t_max)), rtol=1e-6)
+  meta, _, _ = _write(tmp_path / 'default')
+  assert 'ode_t_max' not in meta
+  meta, _, _ = _write(tmp_path / 'late', ode_method='flow_euler', ode_t_max=0.999)
+  assert meta['ode_t_max'] == 0.999
+  with pytest.raises(ValueError, match='ode_t_max: 0.999 there, 0.99 here'):
+    _write(tmp_path / 'late', ode_method='flow_euler', ode_t_max=0.99)
+  with pytest.raises(ValueError, match="data.ode_t_max=0.999 .* needs data.ode_method='flow_euler'"):
+    _write(tmp_path / 'heun', ode_t_max=0.999)
 
 
 def test_coupling_stream_keeps_pairs_together_and_resumes(tmp_path):

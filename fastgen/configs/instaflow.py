@@ -34,6 +34,8 @@ def get_config(arg: str = 'gmm2d'):
     config.optim.update(lr=3e-4, warmup_steps=100, grad_clip=1.0)
     config.train.update(num_steps=2000, ema_decay=0.995)
   elif data == 'digits':
+    # Its couplings start where its 2-RF teacher's ODE starts (= the one step's t_start, 1 - 1e-3).
+    config.data.ode_t_max = reflow.EDM_STUDENT_T_MAX
     config.optim.update(lr=1e-4, warmup_steps=100, grad_clip=1.0)
     config.train.update(num_steps=2000, log_every=100, checkpoint_every=500, ema_decay=0.999)
   else:

@@ -61,8 +61,7 @@ class InstaFlow(reflow.CouplingStudent):
                                          self.lpips_resolution, self.lpips_pooling))
     return loss, {'loss': loss}
 
-  def sample(self, params, teacher_params, rng, labels, shape, num_steps):
-    """``num_steps`` Euler steps of the student's ODE from t = ``t_start`` (1 step: G)."""
-    del teacher_params
-    velocity_fn = lambda x, t: self.velocity(params, x, t, labels)
-    return reflow.flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps, self.t_start)
+  @property
+  def ode_start(self) -> float:
+    """Sampling starts where the one step does: 1 step is G, k > 1 Euler steps from t_start."""
+    return self.t_start

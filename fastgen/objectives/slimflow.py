@@ -121,17 +121,18 @@ class SlimFlow(reflow.Reflow):
     labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     noise = jax.random.normal(key_z, shape)
     return noise, jax.lax.stop_gradient(reflow.flow_euler(
-        self._two_flow(params, labels), noise, self.two_flow_steps)), labels
+        self._two_flow(params, labels), noise, self.two_flow_steps, self.t_max)), labels
 
   def _flow_guided_distillation(self, params, teacher_params, batch, rng):
     key_pair, key_z, key_s, key_dropout, key_dropout_guide = jax.random.split(rng, 5)
     noise, x0, labels = self._distillation_pairs(params, teacher_params, batch, key_pair)
     student = lambda key: lambda x, t: self.denoiser.velocity(
         params['student'], x, t, labels, train=True, rng=key)
-    x0_hat = instaflow.one_step(student(key_dropout), noise, reflow.T_MAX)
+    x0_hat = instaflow.one_step(student(key_dropout), noise, self.t_max)
     # Flow guidance on fresh noise z' (official teacher_loss_new: torch.randn_like).
     guide_noise = jax.random.normal(key_z, noise.shape)
-    x0_hat_guided = instaflow.one_step(student(key_dropout_guide), guide_noise, reflow.T_MAX)
+    x0_hat_guided = instaflow.one_step(student(key_dropout_guide), guide_noise,
+                                       self.t_max)
     two_flow = self._two_flow(params, labels)
     s = jax.random.uniform(key_s, noise.shape[:1], minval=self.guidance_s_min,
                            maxval=self.guidance_s_max)

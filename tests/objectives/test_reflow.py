@@ -3,12 +3,14 @@ the metrics are the papers'; bad options fail clearly; and one round on
 the 2-D mixture's exact ODE couplings makes the flow straighter and its one-step samples far closer
 to the truth than one Euler step of the teacher."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastgen import configs, evaluate, objectives, teachers, train
+from fastgen import configs, diffusion, evaluate, objectives, teachers, train
 from fastgen import experiment as experiment_lib
 from fastgen import step as step_lib
 from fastgen.objectives import reflow
@@ -28,6 +30,31 @@ def test_loss_is_minimal_at_the_straight_line_velocity(metric, time_distribution
         objective, toys.with_scale(params, scale), batch)
     assert loss < 1e-9 < 1e-4 < perturbed_loss
     assert abs(grad) < 1e-3 * abs(perturbed_grad)  # float32 round-off only
+
+
+def test_t_max_bounds_the_training_times_and_starts_the_sampler():
+  # With t_max = 0.5 the training times stay in [1e-5, 0.5] (a velocity that is wrong only above
+  # t = 0.5 has loss zero), and one sampling step is T z - T v(T z, T) at T = 0.5.
+  wrong_late = lambda x_t, t: toys.exact_velocity(x_t, t) * (1.0 + 2.0 * diffusion.expand_like(
+      t > 0.5, x_t))
+  @dataclasses.dataclass(frozen=True)
+  class WrongLate(toys.ScaledExactVelocity):
+    def velocity(self, params, x_t, t, labels=None, *, train=False, rng=None):
+      return params['scale'] * wrong_late(x_t, t)
+  batch = toys.coupling_batch()
+  losses = {}
+  for t_max in (reflow.T_MAX, 0.5):
+    objective = reflow.Reflow(WrongLate(), teacher=None, metric='l2', time_distribution='uniform',
+                              init_from_teacher=False, t_max=t_max)
+    params = objective.init(jax.random.key(0), batch, None)
+    losses[t_max] = float(toys.loss_and_grad(objective, params, batch)[0])
+  assert losses[0.5] < 1e-9 < 1e-2 < losses[reflow.T_MAX]
+  z = jax.random.normal(jax.random.key(2), (8, 2))
+  sample = objective.sample(params, None, jax.random.key(2), None, (8, 2), 1)
+  np.testing.assert_allclose(sample, 0.5 * z - 0.5 * wrong_late(0.5 * z, jnp.full((8,), 0.5)),
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match='objective.t_max=1.0'):
+    reflow.Reflow(WrongLate(), teacher=None, t_max=1.0)
 
 
 def test_pseudo_huber_metric():
