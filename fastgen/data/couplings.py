@@ -2,11 +2,11 @@
 
 Keys: ``batch_size``, ``directory`` (resolved by the trainer: '' means ``<workdir>/couplings``),
 ``source`` (the data section of the data set the teacher models: shape, classes, FID reference),
-``num_pairs``, ``shard_size``, ``ode_steps``, ``ode_method``, ``ode_t_max`` (optional, flow_euler's
-start), ``coupling_seed`` (how the trainer
-writes missing shards). Batches are ``{'x': x0 [B, ...], 'noise': z [B, ...], 'label': [B]}``
-in shuffled epochs that wrap (:class:`fastgen.data.stream.ArrayStream`): the pair (z, x0) stays
-together, and the stream's state is its step.
+``num_pairs``, ``shard_size``, ``ode_steps``, ``ode_method``, ``ode_t_max`` (optional: where a
+flow_euler solve starts), ``coupling_seed`` (how the trainer writes missing shards). Batches
+are ``{'x': x0 [B, ...], 'noise': z [B, ...], 'label': [B]}`` in shuffled epochs that wrap
+(:class:`fastgen.data.stream.ArrayStream`): the pair (z, x0) stays together, and the stream's
+state is its step.
 """
 
 import numpy as np
