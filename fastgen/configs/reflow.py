@@ -25,7 +25,8 @@ teacher's ODEs. Each run is the teacher of the instaflow config of its data set.
   (sigma = 999), not the official 1 - 1e-5 (sigma = 1e5, where the first Euler step of every
   sampler then queries a network whose teacher was trained to sigma = 80): a 1500-step run with
   the official range sampled from 1 - 1e-5 gave FID 207 / 12.1 / 3.82 at 1 / 2 / 4 steps, the
-  same checkpoint sampled from 1 - 1e-3 3.30 / 2.04 / 1.75 (docs/results.md, convergence study).
+  same checkpoint sampled from 1 - 1e-3 3.30 / 2.04 / 1.75, a run trained with this t_max 3.31 /
+  2.04 / 1.75 (docs/results.md, convergence study).
   Its InstaFlow run solves its couplings and takes its one step from that same time.
 - cifar, accelerator scale: the teacher is any fastgen CIFAR-10 workdir of the student's
   architecture (configs/flow_cifar.py, or configs/edm_cifar.py with
