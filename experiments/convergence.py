@@ -172,14 +172,15 @@ def table(rows: dict) -> str:
 def plot(rows: dict, out: str) -> None:
   fig, (by_step, by_evals) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110)
   teacher = data_teacher_fid(rows)
-  for rule in [r for r in RULES if r in rows]:
+  colors = plt.get_cmap('tab20').colors  # one color per rule: tab10 repeats after ten
+  for i, rule in enumerate(r for r in RULES if r in rows):
     row = rows[rule]
     k = row['curve_steps']
     label = rule if k == 1 else f'{rule} ({k}-step)'
-    line, = by_step.plot(row['steps'], row['fid'][str(k)], marker='o', markersize=3, label=label)
+    style = dict(marker='o', markersize=3, color=colors[i % len(colors)], label=label)
+    by_step.plot(row['steps'], row['fid'][str(k)], **style)
     if row['teacher_evals'][-1] > 0:
-      by_evals.plot(row['teacher_evals'], row['fid'][str(k)], marker='o', markersize=3,
-                    color=line.get_color(), label=label)
+      by_evals.plot(row['teacher_evals'], row['fid'][str(k)], **style)
   for ax, xlabel in ((by_step, 'training steps'), (by_evals, 'teacher network evaluations')):
     if math.isfinite(teacher):
       ax.axhline(teacher, color='black', linestyle='--', label=f'teacher, 35 NFE ({teacher:.3g})')
