@@ -109,8 +109,9 @@ def _array_checksum(array) -> jax.Array:
                     for seed in (0, 0x632BE5AB)])
 
 
-# One program per distinct array shape and dtype, not one over the whole state: a state of 2189
-# arrays in 29 shapes (sid_digits) compiled for 40 s as one program, 3 s as 29 small ones.
+# One program per distinct array shape and dtype, not one over the whole state: the first
+# checksum of sid_digits' state (2189 arrays, 29 shapes) took 33.8 s as one program, 3.0 s as
+# 29 small ones (2 quiet CPU cores, compile included).
 _checksum = jax.jit(_array_checksum)
 
 

@@ -45,8 +45,8 @@ def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
   x_t = x / (1 + sigma) -> z as sigma -> inf (:mod:`fastgen.diffusion`), truncated at sigma_max as
   in EDM. 'flow_euler': Euler on the flow ODE dx_t/dt = v(x_t, t) (Liu et al. 2022, Eq. 1) on a
   uniform grid from x = T z at t = T = ``flow_t_max`` to 0, for (nearly) straight teachers such
-  as a 2-rectified flow (T: where that teacher's own ODE starts, its ``objective.t_max``). Labels reach the teacher only if it is class-conditional. Pure and
-  jit-able.
+  as a 2-rectified flow (T: where that teacher's own ODE starts, its ``objective.t_max``).
+  Labels reach the teacher only if it is class-conditional. Pure and jit-able.
   """
   if method not in ODE_METHODS:
     raise ValueError(f'unknown coupling ODE method {method!r}; known: {", ".join(ODE_METHODS)}')

@@ -131,8 +131,7 @@ class SlimFlow(reflow.Reflow):
     x0_hat = instaflow.one_step(student(key_dropout), noise, self.t_max)
     # Flow guidance on fresh noise z' (official teacher_loss_new: torch.randn_like).
     guide_noise = jax.random.normal(key_z, noise.shape)
-    x0_hat_guided = instaflow.one_step(student(key_dropout_guide), guide_noise,
-                                       self.t_max)
+    x0_hat_guided = instaflow.one_step(student(key_dropout_guide), guide_noise, self.t_max)
     two_flow = self._two_flow(params, labels)
     s = jax.random.uniform(key_s, noise.shape[:1], minval=self.guidance_s_min,
                            maxval=self.guidance_s_max)
