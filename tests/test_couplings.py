@@ -86,7 +86,8 @@ def test_flow_euler_couplings_start_at_ode_t_max(tmp_path):
   assert meta['ode_t_max'] == 0.999
   with pytest.raises(ValueError, match='ode_t_max: 0.999 there, 0.99 here'):
     _write(tmp_path / 'late', ode_method='flow_euler', ode_t_max=0.99)
-  with pytest.raises(ValueError, match="data.ode_t_max=0.999 .* needs data.ode_method='flow_euler'"):
+  with pytest.raises(ValueError,
+                     match="data.ode_t_max=0.999 .* needs data.ode_method='flow_euler'"):
     _write(tmp_path / 'heun', ode_t_max=0.999)
 
 
