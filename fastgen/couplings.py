@@ -53,8 +53,7 @@ def solve_teacher_ode(teacher, teacher_params, noise, labels, num_steps: int, *,
   labels = denoiser_lib.conditioning_labels(teacher, labels)
   if method == 'flow_euler':
     velocity_fn = lambda x_t, t: teacher.velocity(teacher_params, x_t, t, labels)
-    return samplers.flow_euler_sampler(velocity_fn, flow_t_max * noise,
-                                       jnp.linspace(flow_t_max, 0.0, num_steps + 1))
+    return samplers.flow_euler(velocity_fn, noise, num_steps, flow_t_max)
   denoise = samplers.denoise_closure(teacher, teacher_params, labels)
   sigmas = diffusion.karras_sigmas(num_steps, sigma_min, sigma_max, rho)
   return samplers.SAMPLERS[method](denoise, noise, sigmas)

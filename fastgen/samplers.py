@@ -73,6 +73,13 @@ def flow_euler_sampler(velocity_fn, noise, ts):
   return x
 
 
+def flow_euler(velocity_fn, noise, num_steps: int, t_start: float):
+  """``num_steps`` Euler steps of dx/dt = v(x, t) from x = T z at t = T = ``t_start`` down a
+  uniform grid to t = 0 (:func:`flow_euler_sampler`)."""
+  return flow_euler_sampler(velocity_fn, t_start * noise,
+                            jnp.linspace(t_start, 0.0, num_steps + 1))
+
+
 def multistep_sigmas(num_steps: int, sigma_min, sigma_start, rho):
   """sigma_0 = sigma_start > ... > sigma_{k-1}: the first k = ``num_steps`` points of the
   (k + 1)-point Karras grid (EDM Eq. 5) from sigma_start to sigma_min, sigma_0 exactly
@@ -110,7 +117,7 @@ def sample(denoiser, params, rng, shape, *, method='heun', num_steps=18, labels=
   noise = jax.random.normal(rng, shape)
   if method == 'flow_euler':
     velocity_fn = lambda x_t, t: denoiser.velocity(params, x_t, t, labels)
-    return flow_euler_sampler(velocity_fn, noise, jnp.linspace(1.0, 0.0, num_steps + 1))
+    return flow_euler(velocity_fn, noise, num_steps, 1.0)
   fn = denoise_closure(denoiser, params, labels, guidance_scale)
   if method == 'ddim':
     return euler_sampler(fn, noise, diffusion.vp_sigmas(num_steps))

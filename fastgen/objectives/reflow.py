@@ -95,12 +95,6 @@ def init_lpips(objective) -> dict:
   return {'lpips': jax.tree.map(jnp.asarray, lpips.load_weights(objective.lpips_weights))}
 
 
-def flow_euler(velocity_fn, noise, num_steps: int, t_start: float = T_MAX):
-  """Euler on dx/dt = v(x, t) from x = T z at t = T = ``t_start`` down a uniform grid to t = 0."""
-  return samplers.flow_euler_sampler(velocity_fn, t_start * noise,
-                                     jnp.linspace(t_start, 0.0, num_steps + 1))
-
-
 def check_option(name: str, value, known):
   """One clear error for an option ``objective.<name>`` outside ``known``."""
   if value not in known:
@@ -170,7 +164,8 @@ class CouplingStudent(base.Objective):
     (``num_steps`` network evaluations)."""
     del teacher_params
     velocity_fn = lambda x, t: self.velocity(params, x, t, labels)
-    return flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps, self.ode_start)
+    return samplers.flow_euler(velocity_fn, jax.random.normal(rng, shape), num_steps,
+                               self.ode_start)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from fastgen import diffusion
+from fastgen import diffusion, samplers
 from fastgen import denoiser as denoiser_lib
 from fastgen.objectives import instaflow, reflow
 
@@ -120,7 +120,7 @@ class SlimFlow(reflow.Reflow):
     shape = batch['x'].shape
     labels = denoiser_lib.uniform_labels(key_label, shape[0], self.denoiser.num_classes)
     noise = jax.random.normal(key_z, shape)
-    return noise, jax.lax.stop_gradient(reflow.flow_euler(
+    return noise, jax.lax.stop_gradient(samplers.flow_euler(
         self._two_flow(params, labels), noise, self.two_flow_steps, self.t_max)), labels
 
   def _flow_guided_distillation(self, params, teacher_params, batch, rng):

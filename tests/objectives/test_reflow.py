@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastgen import configs, diffusion, evaluate, objectives, teachers, train
+from fastgen import configs, diffusion, evaluate, objectives, samplers, teachers, train
 from fastgen import experiment as experiment_lib
 from fastgen import step as step_lib
 from fastgen.objectives import reflow
@@ -125,8 +125,8 @@ def test_one_reflow_round_straightens_the_flow_and_beats_one_teacher_euler_step(
   results = run_evaluator.evaluate(step_lib.sampling_params(state))
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
   noise = jax.random.normal(jax.random.key(5), (4000, 2))
-  teacher_one_step = reflow.flow_euler(lambda x, t: teacher.velocity(teacher_params, x, t),
-                                       noise, 1)
+  teacher_one_step = samplers.flow_euler(lambda x, t: teacher.velocity(teacher_params, x, t),
+                                         noise, 1, reflow.T_MAX)
   fd_teacher = run_evaluator.evaluator.metrics(teacher_one_step)['fd']
   print(f'1-step FD: reflow {results["eval/fd_1step"]:.4f}, teacher Euler {fd_teacher:.4f} '
         f'(floor {results["eval/fd_floor"]:.4f}); straightness: reflow '
