@@ -18,10 +18,11 @@ YNN_FUSION_FLAG_VERSIONS = ('0.10.',)
 def xla_flags_with_cpu_defaults(flags: str, jaxlib_version: str, keep_ynnpack: bool) -> str:
   """``flags`` (an ``XLA_FLAGS`` value) with ``--xla_cpu_experimental_ynn_fusion_type=`` added:
   XLA:CPU then compiles convolutions, reductions and matrix products with its own kernels instead
-  of YNNPACK library calls, which measured 1.2-1.4x faster on the digits U-Net's train step and
-  sampler and the gmm2d MLPs (0.8x on a 32x32 U-Net; docs/performance.md). Unchanged where the
-  flags already set it or jaxlib is not a measured version; ``keep_ynnpack`` (the environment's
-  ``FASTGEN_YNNPACK=1``) removes the empty setting instead, restoring XLA's default."""
+  of YNNPACK library calls: measured 1.14-1.33x faster on the digits U-Net's train steps and
+  sampler, 1.06-1.43x on gmm2d MLP steps, 0.84x on a 32x32 U-Net (docs/performance.md).
+  Unchanged where the flags already set it or jaxlib is not a measured version;
+  ``keep_ynnpack`` (the environment's ``FASTGEN_YNNPACK=1``) removes the empty setting instead,
+  restoring XLA's default."""
   if keep_ynnpack:  # also drops the flag a parent fastgen process added to its children's env
     return ' '.join(f for f in flags.split() if f != f'{YNN_FUSION_FLAG}=')
   if YNN_FUSION_FLAG in flags or not jaxlib_version.startswith(YNN_FUSION_FLAG_VERSIONS):
