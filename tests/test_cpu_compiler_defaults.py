@@ -1,4 +1,5 @@
-"""The XLA:CPU default fastgen sets on import: YNNPACK fusions off, unless the user chose."""
+"""The XLA:CPU defaults fastgen sets on import (YNNPACK fusions off, LLVM -O2), unless the user
+chose."""
 
 import os
 import subprocess
@@ -12,25 +13,53 @@ FLAG = fastgen.YNN_FUSION_FLAG
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_flag_is_added_once_after_the_users_flags():
+OPT = fastgen.OPT_LEVEL_FLAG
+
+
+def _with_defaults(flags, version='0.10.2', keep_ynnpack=False, cpu_only=True):
+  return fastgen.xla_flags_with_cpu_defaults(flags, version, keep_ynnpack, cpu_only)
+
+
+def test_flags_are_added_once_after_the_users_flags():
   flags = '--xla_force_host_platform_device_count=8'
-  added = fastgen.xla_flags_with_cpu_defaults(flags, '0.10.2', keep_ynnpack=False)
-  assert added == f'{flags} {FLAG}='
-  assert fastgen.xla_flags_with_cpu_defaults(added, '0.10.2', keep_ynnpack=False) == added
-  assert fastgen.xla_flags_with_cpu_defaults('', '0.10.2', keep_ynnpack=False) == f'{FLAG}='
+  added = _with_defaults(flags)
+  assert added == f'{flags} {FLAG}= {OPT}=2'
+  assert _with_defaults(added) == added
+  assert _with_defaults('') == f'{FLAG}= {OPT}=2'
+
+
+def test_the_optimization_level_is_left_alone_where_jax_can_use_an_accelerator():
+  assert _with_defaults('', cpu_only=False) == f'{FLAG}='
 
 
 def test_users_choice_and_unmeasured_versions_keep_the_flags():
-  own = f'{FLAG}=reduce'
-  assert fastgen.xla_flags_with_cpu_defaults(own, '0.10.2', keep_ynnpack=False) == own
-  assert fastgen.xla_flags_with_cpu_defaults('', '0.10.2', keep_ynnpack=True) == ''
-  assert fastgen.xla_flags_with_cpu_defaults(own, '0.10.2', keep_ynnpack=True) == own
-  # A child of a fastgen process inherits the added flag; FASTGEN_YNNPACK=1 still restores XLA's.
-  inherited = f'--xla_force_host_platform_device_count=8 {FLAG}='
-  assert (fastgen.xla_flags_with_cpu_defaults(inherited, '0.10.2', keep_ynnpack=True)
-          == '--xla_force_host_platform_device_count=8')
+  own = f'{FLAG}=reduce {OPT}=3'
+  assert _with_defaults(own) == own
+  assert _with_defaults('', keep_ynnpack=True) == f'{OPT}=2'
+  assert _with_defaults(own, keep_ynnpack=True) == own
+  # A child of a fastgen process inherits the added flags; FASTGEN_YNNPACK=1 still restores XLA's.
+  inherited = f'--xla_force_host_platform_device_count=8 {FLAG}= {OPT}=2'
+  assert (_with_defaults(inherited, keep_ynnpack=True)
+          == f'--xla_force_host_platform_device_count=8 {OPT}=2')
   # XLA aborts on a flag it does not know: a jaxlib whose flags were not checked gets none.
-  assert fastgen.xla_flags_with_cpu_defaults('', '0.11.0', keep_ynnpack=False) == ''
+  assert _with_defaults('', version='0.11.0') == ''
+
+
+def _flags_after_import(platforms: str) -> str:
+  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'FASTGEN_YNNPACK')}
+  code = 'import os, fastgen; print(os.environ.get("XLA_FLAGS", ""))'
+  out = subprocess.run([sys.executable, '-c', code], env={**env, 'JAX_PLATFORMS': platforms,
+                                                          'PYTHONPATH': REPO},
+                       cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+  return out.stdout.strip()
+
+
+def test_import_sets_the_optimization_level_only_for_a_cpu_only_jax():
+  import jaxlib  # pylint: disable=import-outside-toplevel
+  if not jaxlib.__version__.startswith(fastgen.CPU_DEFAULTS_VERSIONS):
+    pytest.skip(f'jaxlib {jaxlib.__version__} keeps its defaults (tested above)')
+  assert f'{OPT}=2' in _flags_after_import('cpu').split()
+  assert OPT not in _flags_after_import('cuda,cpu')
 
 
 def _compiles_to_ynnpack(env: dict) -> bool:
@@ -45,7 +74,7 @@ def _compiles_to_ynnpack(env: dict) -> bool:
 
 def test_import_turns_ynnpack_fusions_off_for_the_process():
   import jaxlib  # pylint: disable=import-outside-toplevel
-  if not jaxlib.__version__.startswith(fastgen.YNN_FUSION_FLAG_VERSIONS):
+  if not jaxlib.__version__.startswith(fastgen.CPU_DEFAULTS_VERSIONS):
     pytest.skip(f'jaxlib {jaxlib.__version__} keeps its defaults (tested above)')
   env = {k: v for k, v in os.environ.items() if k != 'FASTGEN_YNNPACK'}
   env['PYTHONPATH'] = REPO  # XLA_FLAGS as this process has it: fastgen's flag already added
