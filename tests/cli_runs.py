@@ -9,9 +9,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_cli(workdir, *overrides, devices=8, wait=True, env_extra=None, config=None):
   """``(returncode, stdout, stderr)`` of ``python -m fastgen.main`` on ``workdir``; with
-  ``wait=False`` the running ``Popen``."""
+  ``wait=False`` the running ``Popen``. ``env_extra`` adds to the environment; a ``None`` value
+  removes that variable."""
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO, **(env_extra or {}))
+  env = {k: v for k, v in env.items() if v is not None}
   cmd = [sys.executable, '-m', 'fastgen.main',
          f'--config={config or os.path.join(REPO, "tests", "tiny_config.py")}',
          f'--workdir={workdir}', *overrides]
