@@ -10,10 +10,8 @@ import pytest
 import fastgen
 
 FLAG = fastgen.YNN_FUSION_FLAG
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 OPT = fastgen.OPT_LEVEL_FLAG
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _with_defaults(flags, version='0.10.2', keep_ynnpack=False, cpu_only=True):
