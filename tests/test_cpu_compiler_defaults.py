@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jaxlib
 import pytest
 
 import fastgen
@@ -43,19 +44,27 @@ def test_users_choice_and_unmeasured_versions_keep_the_flags():
   assert _with_defaults('', version='0.11.0') == ''
 
 
+# The import's effect is checked where fastgen sets its defaults: a measured jaxlib.
+measured_jaxlib = pytest.mark.skipif(
+    not jaxlib.__version__.startswith(fastgen.CPU_DEFAULTS_VERSIONS),
+    reason=f'jaxlib {jaxlib.__version__} keeps its defaults (tested above)')
+
+
+def _python_output(code: str, env: dict) -> str:
+  """The last stdout line of ``python -c code`` run in the checkout with ``env``."""
+  out = subprocess.run([sys.executable, '-c', code], env={**env, 'PYTHONPATH': REPO}, cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=True)
+  return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ''
+
+
 def _flags_after_import(platforms: str) -> str:
   env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'FASTGEN_YNNPACK')}
-  code = 'import os, fastgen; print(os.environ.get("XLA_FLAGS", ""))'
-  out = subprocess.run([sys.executable, '-c', code], env={**env, 'JAX_PLATFORMS': platforms,
-                                                          'PYTHONPATH': REPO},
-                       cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
-  return out.stdout.strip()
+  return _python_output('import os, fastgen; print(os.environ.get("XLA_FLAGS", ""))',
+                        {**env, 'JAX_PLATFORMS': platforms})
 
 
+@measured_jaxlib
 def test_import_sets_the_optimization_level_only_for_a_cpu_only_jax():
-  import jaxlib  # pylint: disable=import-outside-toplevel
-  if not jaxlib.__version__.startswith(fastgen.CPU_DEFAULTS_VERSIONS):
-    pytest.skip(f'jaxlib {jaxlib.__version__} keeps its defaults (tested above)')
   assert f'{OPT}=2' in _flags_after_import('cpu').split()
   assert OPT not in _flags_after_import('cuda,cpu')
 
@@ -65,16 +74,12 @@ def _compiles_to_ynnpack(env: dict) -> bool:
   code = ('import fastgen, jax, jax.numpy as jnp\n'
           'f = jax.jit(lambda x: jnp.mean(jax.nn.silu(x) ** 2, axis=(1, 2)))\n'
           "print('ynn' in f.lower(jnp.ones((64, 16, 16, 32))).compile().as_text())\n")
-  out = subprocess.run([sys.executable, '-c', code], env=env, cwd=REPO, capture_output=True,
-                       text=True, timeout=120, check=True)
-  return out.stdout.strip().splitlines()[-1] == 'True'
+  return _python_output(code, env) == 'True'
 
 
+@measured_jaxlib
 def test_import_turns_ynnpack_fusions_off_for_the_process():
-  import jaxlib  # pylint: disable=import-outside-toplevel
-  if not jaxlib.__version__.startswith(fastgen.CPU_DEFAULTS_VERSIONS):
-    pytest.skip(f'jaxlib {jaxlib.__version__} keeps its defaults (tested above)')
+  # XLA_FLAGS as this process has it: fastgen's flags already added.
   env = {k: v for k, v in os.environ.items() if k != 'FASTGEN_YNNPACK'}
-  env['PYTHONPATH'] = REPO  # XLA_FLAGS as this process has it: fastgen's flag already added
   assert not _compiles_to_ynnpack(env)
   assert _compiles_to_ynnpack({**env, 'FASTGEN_YNNPACK': '1'})
