@@ -3,6 +3,7 @@
   python experiments/convergence.py                    # every rule at its config's length: hours
   python experiments/convergence.py --rules dmd2 sim --num_steps=2000 --eval_every=250
   python experiments/convergence.py --plot_only        # table and figure from the JSON
+  python experiments/convergence.py --rules sid sim --noise_seeds=4   # FID's spread, no training
 
 Each rule trains its digits config from the same teacher (``runs/edm_digits``; make it with
 ``python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits``), shortened to
@@ -26,6 +27,11 @@ Writes ``experiments/results/convergence_digits.json`` (one row per rule, rows o
 this time kept) and ``docs/convergence_digits.png`` (FID against training steps and against
 teacher evaluations, one curve per rule, the teacher's 35-NFE FID as a line), and prints the
 markdown table with each rule's target from issue 15 and whether it holds.
+
+FID of 2000 samples moves with the evaluation's noise alone (the digits teacher: 1.58 with the
+study's noise, 1.64-1.93 with four other draws). ``--noise_seeds=N`` re-evaluates the named rules' final
+checkpoints and their teacher with ``eval.seed`` 1..N (the study's is 0), stores the figures in
+each row (``noise``) and prints mean ± standard deviation over the N + 1 draws.
 """
 
 import argparse
@@ -41,6 +47,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import matplotlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -143,6 +150,44 @@ def run(rule: str, num_steps: int, eval_every: int, runs_dir: str, fresh: bool) 
   }
 
 
+def noise_spread(rule: str, num_steps: int, runs_dir: str, seeds) -> dict:
+  """The rule's final checkpoint and its teacher re-measured with other evaluation noise
+  (``eval.seed``; the study's own is 0): FID at the rule's curve k for each seed."""
+  from fastgen import evaluate  # pylint: disable=g-import-not-at-top
+  from fastgen import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from fastgen import step as step_lib  # pylint: disable=g-import-not-at-top
+  import rules_table  # pylint: disable=g-import-not-at-top
+
+  config, workdir = rules_table.rule_config(rule, 'digits', num_steps, KS, runs_dir)
+  k = CURVE_STEPS.get(rule, 1)
+  config.eval.steps = (k,)
+  experiment = experiment_lib.Experiment(config, workdir)
+  _, state = experiment_lib.restore_latest(experiment, workdir)
+  params = step_lib.sampling_params(state)
+  spread = {'seeds': list(seeds), 'fid': [], 'fid_teacher': []}
+  for seed in seeds:
+    config.eval.seed = seed  # the experiment's config: the evaluator reads it
+    metrics = evaluate.RunEvaluator(experiment).evaluate(params)
+    spread['fid'].append(metrics[f'eval/fid_{k}step'])
+    spread['fid_teacher'].append(metrics['eval/fid_teacher'])
+    print(f'{rule}: eval.seed {seed}: {k}-step FID {spread["fid"][-1]:.3f}, teacher '
+          f'{spread["fid_teacher"][-1]:.3f}', flush=True)
+  return spread
+
+
+def spread_line(row: dict) -> str:
+  """'rule: k-step FID mean ± std (min-max) over n noise seeds, teacher ...' of a row's spread,
+  with the study's own evaluation (seed 0) included."""
+  k = row['curve_steps']
+  student = [row['final'][f'eval/fid_{k}step']] + row['noise']['fid']
+  teacher = [row['fid_teacher']] + row['noise']['fid_teacher']
+  describe = lambda v: (f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} ({min(v):.3f}-'
+                        f'{max(v):.3f})')
+  wins = sum(s <= t for s, t in zip(student, teacher))
+  return (f'{row["rule"]}: {k}-step FID {describe(student)}, teacher {describe(teacher)} over '
+          f'{len(student)} noise seeds; student <= teacher at {wins} of {len(student)}')
+
+
 def data_teacher_fid(rows: dict) -> float:
   """The data's teacher's 35-NFE FID, from the rows (InstaFlow's teacher is the 2-RF)."""
   return next((r['fid_teacher'] for r in rows.values() if math.isfinite(r['fid_teacher'])
@@ -205,6 +250,8 @@ def main():
   parser.add_argument('--runs_dir', default=os.path.join(REPO, 'runs', 'convergence'))
   parser.add_argument('--fresh', action='store_true', help='start the named runs over')
   parser.add_argument('--plot_only', action='store_true')
+  parser.add_argument('--noise_seeds', type=int, default=0, help='re-measure the named rules\' '
+                      'final checkpoints (no training) and teacher with eval.seed 1..N')
   args = parser.parse_args()
   rows = {}
   if os.path.exists(RESULTS):
@@ -214,10 +261,17 @@ def main():
     unknown = [r for r in args.rules if r not in RULES]
     if unknown:
       raise SystemExit(f'unknown rule {unknown[0]!r}; known: {", ".join(RULES)}')
+    if args.noise_seeds and any(r not in rows for r in args.rules):
+      raise SystemExit(f'--noise_seeds re-measures trained runs; no row for '
+                       f'{next(r for r in args.rules if r not in rows)!r} in {RESULTS}')
     import jax  # pylint: disable=g-import-not-at-top
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     for rule in args.rules:
-      rows[rule] = run(rule, args.num_steps, args.eval_every, args.runs_dir, args.fresh)
+      if args.noise_seeds:
+        rows[rule]['noise'] = noise_spread(rule, rows[rule]['train_steps'], args.runs_dir,
+                                           range(1, args.noise_seeds + 1))
+      else:
+        rows[rule] = run(rule, args.num_steps, args.eval_every, args.runs_dir, args.fresh)
       with open(RESULTS, 'w') as f:
         json.dump({'device': jax.devices()[0].device_kind,
                    'rows': [rows[r] for r in RULES if r in rows]}, f, indent=1)
@@ -225,6 +279,8 @@ def main():
     raise SystemExit(f'no rows in {RESULTS}: run some rules first')
   plot(rows, FIGURE)
   print(table(rows))
+  for rule in [r for r in RULES if 'noise' in rows.get(r, {})]:
+    print(spread_line(rows[rule]))
   print(f'wrote {RESULTS} and {FIGURE}')
 
 
