@@ -3,7 +3,7 @@
   python experiments/convergence.py                    # every rule at its config's length: hours
   python experiments/convergence.py --rules dmd2 sim --num_steps=2000 --eval_every=250
   python experiments/convergence.py --plot_only        # table and figure from the JSON
-  python experiments/convergence.py --rules sid sim --noise_seeds=4   # FID's spread, no training
+  python experiments/convergence.py --rules sida sim --noise_seeds=4  # FID's spread, no training
 
 Each rule trains its digits config from the same teacher (``runs/edm_digits``; make it with
 ``python -m fastgen.main --config=configs/edm_digits.py --workdir=runs/edm_digits``), shortened to
@@ -29,9 +29,9 @@ teacher evaluations, one curve per rule, the teacher's 35-NFE FID as a line), an
 markdown table with each rule's target from issue 15 and whether it holds.
 
 FID of 2000 samples moves with the evaluation's noise alone (the digits teacher: 1.58 with the
-study's noise, 1.64-1.93 with four other draws). ``--noise_seeds=N`` re-evaluates the named rules' final
-checkpoints and their teacher with ``eval.seed`` 1..N (the study's is 0), stores the figures in
-each row (``noise``) and prints mean ± standard deviation over the N + 1 draws.
+study's noise, 1.64-1.93 with four other draws). ``--noise_seeds=N`` re-evaluates the named
+rules' final checkpoints and their teacher with ``eval.seed`` 1..N (the study's is 0), stores
+the figures in each row (``noise``) and prints mean ± standard deviation over the N + 1 draws.
 """
 
 import argparse
@@ -153,7 +153,7 @@ def run(rule: str, num_steps: int, eval_every: int, runs_dir: str, fresh: bool) 
 def noise_spread(rule: str, num_steps: int, runs_dir: str, seeds) -> dict:
   """The rule's final checkpoint and its teacher re-measured with other evaluation noise
   (``eval.seed``; the study's own is 0): FID at the rule's curve k for each seed."""
-  from fastgen import evaluate  # pylint: disable=g-import-not-at-top
+  from fastgen import checkpoint, evaluate  # pylint: disable=g-import-not-at-top
   from fastgen import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   from fastgen import step as step_lib  # pylint: disable=g-import-not-at-top
   import rules_table  # pylint: disable=g-import-not-at-top
@@ -162,7 +162,10 @@ def noise_spread(rule: str, num_steps: int, runs_dir: str, seeds) -> dict:
   k = CURVE_STEPS.get(rule, 1)
   config.eval.steps = (k,)
   experiment = experiment_lib.Experiment(config, workdir)
-  _, state = experiment_lib.restore_latest(experiment, workdir)
+  try:
+    _, state = experiment_lib.restore_latest(experiment, workdir)
+  except checkpoint.CheckpointError as e:
+    raise SystemExit(f'--noise_seeds: {e}') from None
   params = step_lib.sampling_params(state)
   spread = {'seeds': list(seeds), 'fid': [], 'fid_teacher': []}
   for seed in seeds:
