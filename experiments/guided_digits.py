@@ -70,7 +70,10 @@ def main():
     config.teacher.workdir = args.teacher_workdir
   experiment = experiment_lib.Experiment(config)
   evaluator = evaluator_lib.make_evaluator(config.eval, config.data)
-  params = sampling_params(checkpoint.load_params(args.workdir, ()))
+  try:
+    params = sampling_params(checkpoint.load_params(args.workdir, ()))
+  except checkpoint.CheckpointError as e:
+    raise SystemExit(f'guided_digits: {e}') from None
   teacher, teacher_params = experiment.teacher, experiment.teacher_params
   batch_size, num_classes = config.eval.batch_size, experiment.data.num_classes
   shape = (batch_size,) + tuple(experiment.data.shape)
