@@ -45,8 +45,8 @@ def measure(evaluator, draw, num: int, batch_size: int, num_classes: int, seed: 
     labels = jnp.arange(start, start + batch_size, dtype=jnp.int32) % num_classes
     samples = draw(jax.random.fold_in(jax.random.key(seed), i), labels)
     keep = min(batch_size, num - start)
-    features = np.asarray(evaluator.extractor.features(samples))[:keep]
-    logits = np.asarray(evaluator.extractor.logits(samples))[:keep]
+    features, logits = (np.asarray(a)[:keep]
+                        for a in evaluator.extractor.features_and_logits(samples))
     labels = np.asarray(labels)[:keep]
     stats.update(features)
     hits += int((logits.argmax(-1) == labels).sum())

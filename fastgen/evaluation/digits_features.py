@@ -58,13 +58,17 @@ class DigitsFeatures:
     apply = jax.jit(lambda params, x: DigitsClassifier().apply({'params': params}, x))
     self._apply = lambda images: apply(self.params, jnp.asarray(images, jnp.float32))
 
-  def features(self, images):
+  def features_and_logits(self, images):
+    """``(features [N, 64], logits [N, 10])`` of one classifier pass."""
     if tuple(images.shape[1:]) != (8, 8, 1):
       raise ValueError(f'digits features need [N, 8, 8, 1] images, got shape {images.shape}')
-    return self._apply(images)[0]
+    return self._apply(images)
+
+  def features(self, images):
+    return self.features_and_logits(images)[0]
 
   def logits(self, images):
-    return self._apply(images)[1]
+    return self.features_and_logits(images)[1]
 
 
 def load_digits_features(path: str = DEFAULT_PATH) -> DigitsFeatures:
