@@ -6,18 +6,10 @@ import sys
 import numpy as np
 
 from fastgen.data import digits
-from fastgen.evaluation import digits_features, frechet
+from fastgen.evaluation import digits_features, evaluator, frechet
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
 import guided_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-class _Reference:
-  """The fields of an evaluator that ``measure`` reads."""
-
-  def __init__(self, extractor, images):
-    stats = frechet.FeatureStats(extractor.dim).update(extractor.features(images))
-    self.extractor, self.mu, self.sigma = extractor, stats.mean, stats.cov
 
 
 def test_accuracy_and_fid_of_real_digits_drawn_for_their_labels_or_the_next_ones():
@@ -40,7 +32,8 @@ def test_accuracy_and_fid_of_real_digits_drawn_for_their_labels_or_the_next_ones
       return np.stack(images)
     return draw
 
-  reference = _Reference(extractor, x_train)
+  train = frechet.FeatureStats(extractor.dim).update(extractor.features(x_train))
+  reference = evaluator.FidEvaluator(extractor, (train.mean, train.cov), 250, 64)
   # 250 samples in batches of 64: the last batch's surplus rows are dropped, labels run on.
   right = guided_digits.measure(reference, draw_for(0), 250, 64, 10)
   wrong = guided_digits.measure(reference, draw_for(1), 250, 64, 10)
