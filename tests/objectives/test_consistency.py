@@ -171,7 +171,8 @@ def _train_and_measure(tmp_path, config_name, *overrides, num=20_000):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
   cmd = [sys.executable, '-m', 'fastgen.main', f'--config={config_name}',
-         f'--workdir={tmp_path}', '--config.train.sample_every=0', *overrides]
+         f'--workdir={tmp_path}', '--config.train.sample_every=0',
+         '--config.eval.every=0', *overrides]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   truth, truth_params = teachers.analytic_teacher('gmm2d')

@@ -176,7 +176,8 @@ def _distill_and_compare(tmp_path, *overrides, num=20_000):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO)
   cmd = [sys.executable, '-m', 'fastgen.main', '--config=sid_gmm2d',
-         f'--workdir={tmp_path}', '--config.train.sample_every=0', *overrides]
+         f'--workdir={tmp_path}', '--config.train.sample_every=0',
+         '--config.eval.every=0', *overrides]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   config = configs.get_config('sid_gmm2d')
