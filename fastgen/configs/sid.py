@@ -23,10 +23,9 @@ set only sets the batch size and image shape; labels are drawn uniformly.
   loss samples; ``fake_score_samples_in_train_mode``), not the official inference mode: measured
   side by side (same seed and teacher, 1500 steps shortened as docs/results.md's convergence
   study), 1-step FID 8.45, 2.01, 1.66, 1.66, 1.62, 1.56 at steps 250..1500 in train mode against
-  9.88, 2.94, 2.53, 2.48, 2.59, 2.50 in inference mode (teacher 1.58). SIM's and SiDA's digits
-  presets inherit it (1-step 1.41 and 1.50 at 1500 steps, against 2.59 and 2.89 in inference
-  mode); Uni-Instruct's keeps the official inference mode, because train mode did not help it
-  (4.39 against 4.28; docs/results.md).
+  9.88, 2.94, 2.53, 2.48, 2.59, 2.50 in inference mode (teacher 1.58). SIM's, SiDA's and
+  Uni-Instruct's digits presets inherit it (1-step 1.41, 1.50 and 1.64 at 1500 steps, against
+  2.59 and 2.89 for SIM and SiDA in inference mode; docs/results.md).
 - cifar: class-conditional, from the EDM DDPM++ cond. VP teacher, accelerator scale.
   ``teacher.workdir`` is a fastgen workdir holding the teacher (EDM's edm-cifar10-32x32-cond-vp
   converted to fastgen's format, or a run of configs/edm_cifar.py). Settings of the official

@@ -64,7 +64,6 @@ def distribution_matching_loss(x_g, f_real, f_fake):
 
 
 DIVERGENCES = ('reverse_kl', 'forward_kl', 'js')
-FAKE_SCORE_SIGMAS = ('karras_grid', 'lognormal')
 
 
 def f_divergence_weight(logits, divergence: str):
@@ -131,9 +130,7 @@ class DMD(base.Objective):
                        'the GAN discriminator estimates: set objective.gan_generator_weight and '
                        'gan_discriminator_weight > 0')
     fake_score.check_grid_fractions(self.u_min, self.u_max)
-    if self.fake_score_sigma not in FAKE_SCORE_SIGMAS:
-      raise ValueError(f'unknown objective.fake_score_sigma {self.fake_score_sigma!r}; known: '
-                       f'{", ".join(FAKE_SCORE_SIGMAS)}')
+    fake_score.check_fake_score_sigma(self.fake_score_sigma)
 
   @property
   def adversarial(self) -> bool:
@@ -154,13 +151,10 @@ class DMD(base.Objective):
     return base.generator_trains_every(group, step, self.fake_score_updates_per_generator_update)
 
   def _fake_score_sigma(self, rng, shape):
-    """The fake score's and the classifier's noise levels: 'karras_grid' sigma = karras_sigma(u),
-    u ~ U[0, 1] (DMD2's t ~ U{0, ..., 999} on its 1000-point Karras grid, read continuously as
-    the DM loss's u), or EDM's 'lognormal' ln sigma ~ N(p_mean, p_std^2)."""
-    if self.fake_score_sigma == 'karras_grid':
-      return diffusion.sample_karras_sigma(rng, shape, 0.0, 1.0, self.sigma_min, self.sigma_max,
-                                           self.rho)
-    return diffusion.sample_lognormal_sigma(rng, shape, self.p_mean, self.p_std)
+    """The fake score's and the classifier's noise levels (``fake_score_sigma``)."""
+    return fake_score.sample_fake_score_sigma(
+        self.fake_score_sigma, rng, shape, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
+        rho=self.rho, p_mean=self.p_mean, p_std=self.p_std)
 
   def _generate(self, generator_params, x, sigma, labels, *, train=False, rng=None):
     """x_g = G_theta(x, sigma) = D_theta(x, sigma); one step from noise: x = sigma_init z."""

@@ -91,6 +91,24 @@ def check_grid_fractions(u_min, u_max):
     raise ValueError(f'objective.u_min={u_min}, u_max={u_max}: need 0 <= u_min < u_max <= 1')
 
 
+FAKE_SCORE_SIGMAS = ('karras_grid', 'lognormal')
+
+
+def check_fake_score_sigma(kind: str) -> None:
+  if kind not in FAKE_SCORE_SIGMAS:
+    raise ValueError(f'unknown objective.fake_score_sigma {kind!r}; known: '
+                     f'{", ".join(FAKE_SCORE_SIGMAS)}')
+
+
+def sample_fake_score_sigma(kind: str, rng, shape, *, sigma_min, sigma_max, rho, p_mean, p_std):
+  """The fake score's training noise levels: 'karras_grid', sigma = karras_sigma(u) with
+  u ~ U[0, 1] (DMD2's t ~ U{0, ..., 999} on its 1000-point grid, read continuously), or
+  'lognormal', EDM's ln sigma ~ N(p_mean, p_std^2) (SiD's, SiDA's and SIM's)."""
+  if kind == 'karras_grid':
+    return diffusion.sample_karras_sigma(rng, shape, 0.0, 1.0, sigma_min, sigma_max, rho)
+  return diffusion.sample_lognormal_sigma(rng, shape, p_mean, p_std)
+
+
 def init_generator_and_fake_score(denoiser, key_g, key_f, x, labels, teacher_params,
                                   init_from_teacher: bool):
   """``(generator_params, fake_score_params)``: both copies of the teacher (the papers' choice;
