@@ -74,12 +74,15 @@ class Experiment:
   @functools.cached_property
   def train_step(self):
     """The jitted :func:`fastgen.step.make_train_step` of the config: ``(state, teacher_params,
-    global batch, rng) -> (state, metrics)``, the state donated and kept on its shardings."""
+    global batch, rng) -> (state, metrics)``, the state donated and kept on its shardings. On
+    the CPU a scheduled group's skipped update is computed and discarded rather than skipped by
+    a conditional (:func:`fastgen.step.scheduled_update`)."""
     replicated = sharding.replicated(self.mesh)
     train = self.config.train
     return jax.jit(
         step.make_train_step(self.objective, self.optimizer, train.ema_decay,
-                             train.skip_nonfinite),
+                             train.skip_nonfinite,
+                             conditional_updates=self.mesh.devices.flat[0].platform != 'cpu'),
         in_shardings=(self.state_shardings, self.teacher_shardings,
                       sharding.batch_sharded(self.mesh), replicated),
         out_shardings=(self.state_shardings, replicated), donate_argnums=0)

@@ -63,9 +63,10 @@ def _state(objective):
   return step_lib.init_state(objective, OPTIMIZER, jax.random.key(0), {}, None)
 
 
-@functools.cache  # one compilation per (objective, skip_nonfinite) for the whole file
-def _step(objective, skip_nonfinite=False):
-  return jax.jit(step_lib.make_train_step(objective, OPTIMIZER, DECAY, skip_nonfinite))
+@functools.cache  # one compilation per argument set for the whole file
+def _step(objective, skip_nonfinite=False, conditional_updates=True):
+  return jax.jit(step_lib.make_train_step(objective, OPTIMIZER, DECAY, skip_nonfinite,
+                                          conditional_updates))
 
 
 def _same(a, b):
@@ -122,15 +123,22 @@ def test_each_group_gets_its_own_key_folded_with_step_and_group_index():
     np.testing.assert_array_equal(metrics[f'{g}/rng'], jax.random.key_data(expected))
 
 
-def test_update_schedule_skips_a_group_exactly_and_only_when_overridden():
+# conditional_updates: a lax.cond skips the group's computation (accelerators); without, it is
+# computed and discarded (the CPU): the same states either way.
+@pytest.mark.parametrize('conditional_updates', [True, False])
+def test_update_schedule_skips_a_group_exactly_and_only_when_overridden(conditional_updates):
   assert not ThreeGroups.has_update_schedule and EveryOtherC.has_update_schedule
   plain = jax.make_jaxpr(step_lib.make_train_step(ThreeGroups(), OPTIMIZER, DECAY, False))(
       _state(ThreeGroups()), None, {}, jax.random.key(1))
   assert 'cond' not in str(plain)  # rules without a schedule: no conditional in the step
 
   objective = EveryOtherC()
+  scheduled = jax.make_jaxpr(step_lib.make_train_step(objective, OPTIMIZER, DECAY, False,
+                                                      conditional_updates))(
+      _state(objective), None, {}, jax.random.key(1))
+  assert ('cond' in str(scheduled)) == conditional_updates
   state = _state(objective)
-  train_step = _step(objective)
+  train_step = _step(objective, conditional_updates=conditional_updates)
   for step in range(4):
     new, metrics = train_step(state, None, {}, jax.random.key(1))
     kept = {part: _same(state[part]['c'], new[part]['c']) for part in ('params', 'opt_state',
