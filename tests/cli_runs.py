@@ -11,8 +11,8 @@ def run_cli(workdir, *overrides, devices=2, wait=True, env_extra=None, config=No
   """``(returncode, stdout, stderr)`` of ``python -m fastgen.main`` on ``workdir``; with
   ``wait=False`` the running ``Popen``. ``devices`` simulated CPU devices: two by default, so the
   batch and state are sharded as on a multi-device run, at a fraction of the eight devices' cost
-  (a 600-step tiny run took ~3x longer on eight). ``env_extra`` adds to the environment; a ``None`` value
-  removes that variable."""
+  (a 600-step tiny run took ~3x longer on eight). ``env_extra`` adds to the environment; a
+  ``None`` value removes that variable."""
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=REPO, **(env_extra or {}))
   env = {k: v for k, v in env.items() if v is not None}
