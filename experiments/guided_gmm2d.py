@@ -64,8 +64,7 @@ def measure_rounds(config, reference, w):
   sample = jax.jit(objective.sample, static_argnames=('shape', 'num_steps'))
   teacher_fd = lambda k: frechet(teacher_ddim(experiment.teacher, experiment.teacher_params, w, k,
                                               jax.random.key(3)), reference)
-  ends = [objective.stage_one_steps + r * objective.steps_per_round
-          for r in range(objective.num_rounds)]
+  ends = objective.round_ends
   state = experiment.initial_state()
   for step in range(ends[-1]):
     batch = sharding.global_batch(next(experiment.data), experiment.mesh)

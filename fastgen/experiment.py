@@ -45,7 +45,7 @@ class Experiment:
       raise ValueError(f'objective.data_labels=True trains on the data set\'s labels, but data '
                        f'{config.data.name!r} has none: make it conditional (gmm2d: '
                        f'data.conditional=True) or set objective.data_labels=False')
-    self.optimizer = step.make_optimizer(config.optim)
+    self.optimizer = step.make_optimizer(config.optim, self.objective.round_ends)
     self.init_rng, self.train_rng, self.sample_rng = jax.random.split(
         jax.random.key(config.seed), 3)
     example = {'x': np.zeros((1,) + tuple(self.data.shape), np.float32),

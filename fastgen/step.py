@@ -20,13 +20,19 @@ class NonFiniteLossError(RuntimeError):
   """A loss or gradient became NaN/inf."""
 
 
-def learning_rate(optim: ml_collections.ConfigDict):
+def learning_rate(optim: ml_collections.ConfigDict, round_ends: tuple[int, ...] = ()):
   """The learning rate at a step: linear warm-up to ``lr``, then constant, or, with
   ``optim.decay_ends`` = (e_1, e_2, ...), decaying linearly to 0 over each segment
   [e_(i-1), e_i) (e_0 = 0) and back at ``lr`` at each e_i (progressive distillation's per-round
-  annealing, Salimans & Ho 2022); 0 from the last end on."""
+  annealing, Salimans & Ho 2022); 0 from the last end on. ``optim.decay_per_round``: the ends
+  are the objective's ``round_ends``, so they follow its round lengths however they are set."""
   warmup = optax.linear_schedule(0.0, optim.lr, max(optim.warmup_steps, 1))
   ends = tuple(optim.get('decay_ends', ()))
+  if optim.get('decay_per_round', False):
+    if ends or not round_ends:
+      raise ValueError('optim.decay_per_round=True decays over the objective\'s rounds: '
+                       + ('leave optim.decay_ends empty' if ends else 'this rule has none'))
+    ends = tuple(round_ends)
   if not ends:
     return warmup
   if any(b <= a for a, b in zip((0,) + ends, ends)):
@@ -41,9 +47,10 @@ def learning_rate(optim: ml_collections.ConfigDict):
   return schedule
 
 
-def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def make_optimizer(optim: ml_collections.ConfigDict,
+                   round_ends: tuple[int, ...] = ()) -> optax.GradientTransformation:
   """Adam(W) at :func:`learning_rate` and optional global-norm gradient clipping."""
-  schedule = learning_rate(optim)
+  schedule = learning_rate(optim, round_ends)
   chain = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip > 0 else []
   chain.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
                            weight_decay=optim.weight_decay))

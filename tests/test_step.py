@@ -177,3 +177,18 @@ def test_learning_rate_warms_up_then_decays_to_zero_in_each_segment_of_decay_end
   optim.decay_ends = (8, 8)
   with pytest.raises(ValueError, match='optim.decay_ends'):
     step_lib.learning_rate(optim)
+
+
+def test_decay_per_round_follows_the_objectives_round_ends():
+  optim = ml_collections.ConfigDict(dict(lr=2.0, warmup_steps=0, decay_ends=(),
+                                         decay_per_round=True))
+  per_round = step_lib.learning_rate(optim, round_ends=(8, 12, 16))
+  optim_ends = ml_collections.ConfigDict(dict(lr=2.0, warmup_steps=0, decay_ends=(8, 12, 16)))
+  explicit = step_lib.learning_rate(optim_ends)
+  np.testing.assert_array_equal([per_round(s) for s in range(20)],
+                                [explicit(s) for s in range(20)])
+  with pytest.raises(ValueError, match='decay_per_round.*has none'):
+    step_lib.learning_rate(optim)  # a rule without rounds
+  optim.decay_ends = (8,)
+  with pytest.raises(ValueError, match='decay_per_round.*decay_ends'):
+    step_lib.learning_rate(optim, round_ends=(8, 12))

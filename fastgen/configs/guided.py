@@ -10,7 +10,7 @@ student; stage two halves its DDIM steps progressively, w kept as an input.
       --config.data.data_dir=/path/to/tensorflow_datasets
 
 No EMA, gradient clipping 1 (as progressive distillation); the learning rate decays linearly to
-0 over stage one and over each halving round (``optim.decay_ends`` at each round's end:
+0 over stage one and over each halving round (``optim.decay_per_round``, at each round's end:
 progressive distillation's per-round annealing, kept for stage one too, whose schedule in Meng et
 al. is not checked here); ``sample.num_steps=0`` samples with the current round's step count, at
 w = ``objective.sample_w``. Both stages condition on the data's labels, so every data set here
@@ -45,8 +45,6 @@ is class-conditional (gmm2d's label is the mixture component).
   round, dropout 0). The round lengths and optimizer are progressive distillation's, not checked
   against Meng et al.'s appendix.
 """
-
-import math
 
 from fastgen.configs import data_presets
 
@@ -88,12 +86,5 @@ def get_config(arg: str = 'gmm2d'):
     config.objective.update(stage_one_steps=50_000, initial_steps=1024, steps_per_round=50_000)
     config.optim.lr = 5e-5
     config.train.num_steps = 12 * 50_000
-  config.optim.decay_ends = round_ends(config.objective)
+  config.optim.decay_per_round = True
   return config
-
-
-def round_ends(objective) -> tuple[int, ...]:
-  """The training steps at which stage one and each halving round end."""
-  halving_rounds = int(math.log2(objective.initial_steps // objective.final_steps)) + 1
-  return tuple(objective.stage_one_steps + r * objective.steps_per_round
-               for r in range(halving_rounds + 1))

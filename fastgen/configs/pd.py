@@ -8,7 +8,9 @@ Diffusion Models"): the student's step count halves each round of ``steps_per_ro
       --config.teacher.workdir=/path/to/edm_cifar_run \\
       --config.data.data_dir=/path/to/tensorflow_datasets
 
-No EMA and gradient clipping 1, as the paper; ``sample.num_steps=0`` samples with the current
+No EMA, gradient clipping 1 and the learning rate annealed linearly to 0 within each round
+(``optim.decay_per_round``), as the paper and its official config (``learning_rate_anneal_type=
+'linear'`` over ``distill_steps_per_iter``); ``sample.num_steps=0`` samples with the current
 round's step count.
 
 - gmm2d, 64 -> 1 steps: round 0 distils the exact teacher's 64-step DDIM sampler into a fresh
@@ -24,7 +26,6 @@ round's step count.
   official diffusion_distillation config/cifar_distill.py): the student starts from the teacher,
   8192 teacher steps -> 4096-step student in round 0, halving to 1 step (13 rounds), 50k updates
   per round, batch 128, Adam lr 5e-5, dropout 0, truncated-SNR weighting. Differences: the
-  learning rate stays constant (the paper anneals it linearly to 0 within each round), the
   network is the class-conditional DDPM++ of configs/edm_cifar.py with EDM preconditioning (an
   x-prediction) on EDM's time grid.
 """
@@ -40,6 +41,7 @@ def get_config(arg: str = 'gmm2d'):
   config.teacher.update(data_presets.EDM_TEACHERS[data])
   config.objective.update(name='pd', final_steps=1, init_from_teacher=True)
   config.optim.update(warmup_steps=0, grad_clip=1.0)
+  config.optim.decay_per_round = True
   config.train.ema_decay = 0.0
   config.sample.num_steps = 0
   if data == 'gmm2d':

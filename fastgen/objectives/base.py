@@ -102,6 +102,12 @@ class Objective(abc.ABC):
     del group, step
     return True
 
+  @property
+  def round_ends(self) -> tuple[int, ...]:
+    """The training steps at which the rule's rounds end (progressive distillation's halvings),
+    for ``optim.decay_per_round``; () for a rule without rounds."""
+    return ()
+
   def velocity(self, params: dict[str, Params], x_t: jax.Array, t: jax.Array,
                labels: jax.Array | None = None) -> jax.Array:
     """The student's flow velocity v(x_t, t) in rectified-flow time, x_t = (1 - t) x0 + t z."""

@@ -153,6 +153,11 @@ class GuidedDistillation(base.Objective):
     """Stage one plus the halving rounds."""
     return 1 + int(math.log2(self.initial_steps // self.final_steps)) + 1
 
+  @property
+  def round_ends(self) -> tuple[int, ...]:
+    """Stage one's end, then each halving round's."""
+    return tuple(self.stage_one_steps + r * self.steps_per_round for r in range(self.num_rounds))
+
   def _round_at(self, step):
     """0 during stage one, then 1, 2, ... for the halving rounds."""
     halving = jnp.minimum((step - self.stage_one_steps) // self.steps_per_round,

@@ -15,7 +15,10 @@ Group ``'student'``; frozen ``'previous'`` and ``'round'``. Sampling: DDIM steps
 (``num_steps = 0``: the current round's N_r).
 
 Differences from the official code: EDM's variance-exploding sigma grid and preconditioning (an
-x-prediction, SNR = 1 / sigma^2) instead of the paper's variance-preserving cosine schedule.
+x-prediction, SNR = 1 / sigma^2) instead of the paper's variance-preserving cosine schedule; one
+optimizer for the whole run, so Adam's moment estimates carry over into the next round (the
+official notebook starts a fresh optimizer each round; the learning rate restarts at each round
+with ``optim.decay_per_round``, as the paper's).
 
 The rounds, the grid and the target in full: docs/rules/progressive.md.
 """
@@ -79,6 +82,10 @@ class ProgressiveDistillation(base.Objective):
   @property
   def num_rounds(self) -> int:
     return int(math.log2(self.initial_steps // self.final_steps)) + 1
+
+  @property
+  def round_ends(self) -> tuple[int, ...]:
+    return tuple((r + 1) * self.steps_per_round for r in range(self.num_rounds))
 
   def _round_at(self, step):
     """The round that training step ``step`` (0-based) belongs to."""

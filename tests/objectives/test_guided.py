@@ -127,8 +127,8 @@ def test_gmm2d_data_is_labelled_and_the_lr_anneals_to_zero_in_each_round():
   assert data.make_dataset(config.data, seed=0).num_classes == objective.denoiser.num_classes
   ends = [objective.stage_one_steps + r * objective.steps_per_round
           for r in range(objective.num_rounds)]
-  assert ends[-1] == config.train.num_steps
-  learning_rate = step_lib.learning_rate(config.optim)
+  assert list(objective.round_ends) == ends and ends[-1] == config.train.num_steps
+  learning_rate = step_lib.learning_rate(config.optim, objective.round_ends)
   for start, end in zip([config.optim.warmup_steps] + ends[:-1], ends):
     assert float(learning_rate(start)) == pytest.approx(config.optim.lr * (
         1 - start / ends[0] if start < ends[0] else 1.0))
@@ -142,7 +142,7 @@ def _stage_one(seed, num_steps, batch_size=256):
   objective = objectives.make_objective(config, teacher)
   batch = lambda key: _labelled_batch(teacher, teacher_params, key, batch_size)
   params = objective.init(jax.random.key(seed), batch(jax.random.key(99)), teacher_params)
-  optimizer = step_lib.make_optimizer(config.optim)
+  optimizer = step_lib.make_optimizer(config.optim, objective.round_ends)
   opt_state = optimizer.init(params['student'])
 
   @jax.jit
