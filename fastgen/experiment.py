@@ -74,18 +74,33 @@ class Experiment:
   @functools.cached_property
   def train_step(self):
     """The jitted :func:`fastgen.step.make_train_step` of the config: ``(state, teacher_params,
-    global batch, rng) -> (state, metrics)``, the state donated and kept on its shardings. On
-    the CPU a scheduled group's skipped update is computed and discarded rather than skipped by
-    a conditional (:func:`fastgen.step.scheduled_update`)."""
+    global batch, rng[, trains]) -> (state, metrics)``, the state donated and kept on its
+    shardings; ``trains`` (static, positional: ``jit`` with shardings takes no keywords) as
+    :meth:`trains_at` gives it. On the CPU a traced schedule computes a skipped update and
+    discards it rather than skipping it in a conditional (:func:`fastgen.step.scheduled_update`).
+    """
     replicated = sharding.replicated(self.mesh)
     train = self.config.train
     return jax.jit(
         step.make_train_step(self.objective, self.optimizer, train.ema_decay,
-                             train.skip_nonfinite,
-                             conditional_updates=self.mesh.devices.flat[0].platform != 'cpu'),
+                             train.skip_nonfinite, conditional_updates=not self._on_cpu),
         in_shardings=(self.state_shardings, self.teacher_shardings,
                       sharding.batch_sharded(self.mesh), replicated),
-        out_shardings=(self.state_shardings, replicated), donate_argnums=0)
+        out_shardings=(self.state_shardings, replicated), donate_argnums=0, static_argnums=4)
+
+  @property
+  def _on_cpu(self) -> bool:
+    return self.mesh.devices.flat[0].platform == 'cpu'
+
+  def trains_at(self, step_index: int) -> tuple[bool, ...] | None:
+    """The ``trains`` argument of :attr:`train_step` at training step ``step_index``: on the CPU,
+    for a rule with an update schedule, which groups train (the schedule evaluated here, so a
+    skipped group is left out of the program: one compiled program per pattern, e.g. DMD2's
+    fake-score-only and full steps); else ``None`` (the schedule, if any, in the program)."""
+    if not (self._on_cpu and self.objective.has_update_schedule):
+      return None
+    return tuple(bool(self.objective.trains(group, step_index))
+                 for group in self.objective.groups)
 
   def sample_labels(self, num: int):
     num_classes = self.data.num_classes

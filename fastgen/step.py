@@ -117,15 +117,23 @@ def update_group(objective, optimizer, ema_decay: float, skip_nonfinite: bool, g
 
 def scheduled_update(update, trains, group_state, conditional: bool = True):
   """``update(group_state)`` where ``trains``, else ``group_state`` untouched: its metrics then
-  read 0, ``finite`` True, and ``updated`` says which branch ran. ``conditional``: a ``lax.cond``,
-  which skips the update's computation; else the update is computed at every step and its result
-  selected with ``where`` (bit-identical states). XLA:CPU runs the networks inside a conditional
-  branch several times slower (the dmd_digits step: 3.80 s against 0.47 s with ``where``,
-  docs/performance.md), so there computing a skipped update is the cheaper form."""
+  read 0, ``finite`` True, and ``updated`` says which branch ran. A Python bool ``trains`` (known
+  when the step is traced) picks the branch in the program itself. A traced one: with
+  ``conditional`` a ``lax.cond``, which skips the update's computation; else the update is
+  computed at every step and its result selected with ``where`` (bit-identical states). XLA:CPU
+  runs the networks inside a conditional branch several times slower (the dmd_digits step: 3.80 s
+  against 0.47 s with ``where``, docs/performance.md), so there computing a skipped update is the
+  cheaper form of the traced schedule."""
   def skipped(metrics):
     return {**jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), metrics),
             'finite': jnp.array(True)}
 
+  if isinstance(trains, bool):
+    if trains:
+      group_state, metrics = update(group_state)
+    else:
+      metrics = skipped(jax.eval_shape(update, group_state)[1])
+    return group_state, {**metrics, 'updated': jnp.float32(trains)}
   trains = jnp.asarray(trains)
   if conditional:
     keep = lambda state: (state, skipped(jax.eval_shape(update, state)[1]))
@@ -140,7 +148,7 @@ def scheduled_update(update, trains, group_state, conditional: bool = True):
 
 def make_train_step(objective, optimizer, ema_decay: float, skip_nonfinite: bool,
                     conditional_updates: bool = True):
-  """``train_step(state, teacher_params, batch, rng) -> (state, metrics)``.
+  """``train_step(state, teacher_params, batch, rng, trains=None) -> (state, metrics)``.
 
   First ``objective.set_frozen`` sets the frozen entries for this step. Then for each group in
   ``objective.groups`` (in order, each seeing the groups updated before it):
@@ -150,11 +158,13 @@ def make_train_step(objective, optimizer, ema_decay: float, skip_nonfinite: bool
 
   A rule that overrides ``objective.trains(group, step)`` (``has_update_schedule``) has each
   group's update under :func:`scheduled_update`: where it is False its params, optimizer state
-  and EMA stay exactly as they were, and with ``conditional_updates`` (a ``lax.cond``; the
-  experiment turns it off on the CPU) its loss is not computed. Other rules' step has no
-  conditional.
+  and EMA stay exactly as they were. ``trains``, a tuple of Python bools (one per group: the
+  schedule evaluated on the host at this step; static under ``jax.jit``, so one program per
+  pattern), leaves a skipped group out of the program; ``None`` traces the schedule, with
+  ``conditional_updates`` as a ``lax.cond`` (its loss then not computed) or else computed and
+  discarded. Other rules' step has no conditional.
   """
-  def train_step(state, teacher_params, batch, rng):
+  def train_step(state, teacher_params, batch, rng, trains=None):
     step = state['step']
     rng = jax.random.fold_in(rng, step)
     params = objective.set_frozen(dict(state['params']), state['ema'], step)
@@ -166,8 +176,9 @@ def make_train_step(objective, optimizer, ema_decay: float, skip_nonfinite: bool
                                  jax.random.fold_in(rng, i), step)
       group_state = (params[group], opt_state[group], ema[group])
       if objective.has_update_schedule:
-        group_state, metrics = scheduled_update(update, objective.trains(group, step),
-                                                group_state, conditional_updates)
+        group_trains = objective.trains(group, step) if trains is None else trains[i]
+        group_state, metrics = scheduled_update(update, group_trains, group_state,
+                                                conditional_updates)
       else:
         group_state, metrics = update(group_state)
       params = {**params, group: group_state[0]}

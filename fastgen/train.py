@@ -124,7 +124,7 @@ def _train(config, workdir):
       while step < train.num_steps:
         batch = sharding.global_batch(next(experiment.data), experiment.mesh)
         state, step_metrics = train_step(state, experiment.teacher_params, batch,
-                                         experiment.train_rng)
+                                         experiment.train_rng, experiment.trains_at(step))
         if unchecked:
           check_finite(*unchecked, groups)
         step += 1

@@ -64,9 +64,8 @@ def _state(objective):
 
 
 @functools.cache  # one compilation per argument set for the whole file
-def _step(objective, skip_nonfinite=False, conditional_updates=True):
-  return jax.jit(step_lib.make_train_step(objective, OPTIMIZER, DECAY, skip_nonfinite,
-                                          conditional_updates))
+def _step(objective, skip_nonfinite=False):
+  return jax.jit(step_lib.make_train_step(objective, OPTIMIZER, DECAY, skip_nonfinite))
 
 
 def _same(a, b):
@@ -123,24 +122,28 @@ def test_each_group_gets_its_own_key_folded_with_step_and_group_index():
     np.testing.assert_array_equal(metrics[f'{g}/rng'], jax.random.key_data(expected))
 
 
-# conditional_updates: a lax.cond skips the group's computation (accelerators); without, it is
-# computed and discarded (the CPU): the same states either way.
-@pytest.mark.parametrize('conditional_updates', [True, False])
-def test_update_schedule_skips_a_group_exactly_and_only_when_overridden(conditional_updates):
+# The schedule traced with a lax.cond, which skips the group's computation (accelerators), or
+# computed and discarded (the CPU when traced), or evaluated on the host and passed as the static
+# ``trains`` (the CPU trainer: one program per pattern): the same states every way.
+@pytest.mark.parametrize('form', ['conditional', 'where', 'host'])
+def test_update_schedule_skips_a_group_exactly_and_only_when_overridden(form):
   assert not ThreeGroups.has_update_schedule and EveryOtherC.has_update_schedule
   plain = jax.make_jaxpr(step_lib.make_train_step(ThreeGroups(), OPTIMIZER, DECAY, False))(
       _state(ThreeGroups()), None, {}, jax.random.key(1))
   assert 'cond' not in str(plain)  # rules without a schedule: no conditional in the step
 
   objective = EveryOtherC()
-  scheduled = jax.make_jaxpr(step_lib.make_train_step(objective, OPTIMIZER, DECAY, False,
-                                                      conditional_updates))(
+  conditional = form == 'conditional'
+  make = step_lib.make_train_step(objective, OPTIMIZER, DECAY, False, conditional)
+  host_trains = lambda step: tuple(bool(objective.trains(g, step)) for g in objective.groups)
+  trains_at = host_trains if form == 'host' else lambda step: None
+  scheduled = jax.make_jaxpr(functools.partial(make, trains=trains_at(0)))(
       _state(objective), None, {}, jax.random.key(1))
-  assert ('cond' in str(scheduled)) == conditional_updates
+  assert ('cond' in str(scheduled)) == conditional
   state = _state(objective)
-  train_step = _step(objective, conditional_updates=conditional_updates)
+  train_step = jax.jit(make, static_argnames='trains')
   for step in range(4):
-    new, metrics = train_step(state, None, {}, jax.random.key(1))
+    new, metrics = train_step(state, None, {}, jax.random.key(1), trains=trains_at(step))
     kept = {part: _same(state[part]['c'], new[part]['c']) for part in ('params', 'opt_state',
                                                                         'ema')}
     assert kept == dict.fromkeys(kept, step % 2 == 1), (step, kept)
@@ -149,6 +152,10 @@ def test_update_schedule_skips_a_group_exactly_and_only_when_overridden(conditio
       assert float(metrics['c/loss']) == 0 and bool(metrics['c/finite'])
     assert not _same(state['params']['a'], new['params']['a'])
     state = new
+  if form == 'host':  # the skipped group is not in the odd steps' program at all
+    odd = jax.make_jaxpr(functools.partial(make, trains=host_trains(1)))(
+        _state(objective), None, {}, jax.random.key(1))
+    assert len(str(odd)) < 0.8 * len(str(scheduled))
 
 
 def test_a_non_finite_update_is_reported_and_with_skip_nonfinite_dropped():

@@ -14,6 +14,7 @@ import optax
 import pytest
 
 from fastgen import configs, diffusion, objectives, teachers
+from fastgen import experiment as experiment_lib
 from fastgen import step as step_lib
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
@@ -92,6 +93,14 @@ def test_two_time_scale_updates_leave_a_skipped_generator_untouched():
       assert not all(np.array_equal(a, b) for a, b in fake)
     assert float(metrics['generator/updated']) == (i == 2)
     state = new
+
+
+def test_the_cpu_trainer_passes_the_schedule_so_a_skipped_generator_is_not_in_the_program():
+  experiment = experiment_lib.Experiment(configs.get_config('dmd2_gmm2d'))
+  assert experiment.objective.groups == ('fake_score', 'generator')
+  assert [experiment.trains_at(s) for s in (0, 3, 4, 9)] == [
+      (True, False), (True, False), (True, True), (True, True)]
+  assert experiment_lib.Experiment(configs.get_config('sid_gmm2d')).trains_at(4) is None
 
 
 @pytest.mark.parametrize('fake_score_sigma', ['karras_grid', 'lognormal'])
