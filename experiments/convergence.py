@@ -52,7 +52,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-RULES = ('sid', 'sida', 'sim', 'uni_instruct', 'dmd', 'dmd2', 'cd', 'ct', 'pd', 'reflow',
+RULES = ('sid', 'sida', 'sim', 'uni_instruct', 'dmd', 'dmd2', 'ladd', 'cd', 'ct', 'pd', 'reflow',
          'instaflow', 'slimflow', 'slimflow:one_step_regression')
 KS = (1, 2, 4)
 CURVE_STEPS = {'reflow': 2}
@@ -72,6 +72,14 @@ def read_evaluations(workdir: str) -> list[dict]:
   return [r for _, r in sorted(by_step.items()) if any(k.startswith('eval/fid_') for k in r)]
 
 
+def read_rows() -> dict:
+  """The study's rows by rule, as the JSON holds them now ({} before the first run)."""
+  if not os.path.exists(RESULTS):
+    return {}
+  with open(RESULTS) as f:
+    return {r['rule']: r for r in json.load(f)['rows']}
+
+
 def converged_step(steps, values, tolerance: float = TOLERANCE):
   """The first step after which no later value is more than ``tolerance`` below it; ``None``
   when that is only the last one while the last value is more than ``tolerance`` below every
@@ -87,7 +95,7 @@ def converged_step(steps, values, tolerance: float = TOLERANCE):
 
 def target(row: dict, rows: dict) -> tuple[str, bool | None]:
   """Issue 15's target for the rule, as text, and whether the row's final evaluation meets it
-  (``None`` when it cannot be judged from the rows)."""
+  (``None`` when it cannot be judged from the rows; LADD, from issue 18, has no target)."""
   rule, teacher = row['rule'], row.get('fid_teacher', math.nan)
   fid = {k: row['final'].get(f'eval/fid_{k}step', math.inf) for k in KS}
   if rule in ('sid', 'sida', 'dmd', 'dmd2', 'sim', 'uni_instruct'):
@@ -256,10 +264,7 @@ def main():
   parser.add_argument('--noise_seeds', type=int, default=0, help='re-measure the named rules\' '
                       'final checkpoints (no training) and teacher with eval.seed 1..N')
   args = parser.parse_args()
-  rows = {}
-  if os.path.exists(RESULTS):
-    with open(RESULTS) as f:
-      rows = {r['rule']: r for r in json.load(f)['rows']}
+  rows = read_rows()
   if not args.plot_only:
     unknown = [r for r in args.rules if r not in RULES]
     if unknown:
@@ -271,10 +276,11 @@ def main():
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     for rule in args.rules:
       if args.noise_seeds:
-        rows[rule]['noise'] = noise_spread(rule, rows[rule]['train_steps'], args.runs_dir,
-                                           range(1, args.noise_seeds + 1))
+        row = {**rows[rule], 'noise': noise_spread(rule, rows[rule]['train_steps'],
+                                                   args.runs_dir, range(1, args.noise_seeds + 1))}
       else:
-        rows[rule] = run(rule, args.num_steps, args.eval_every, args.runs_dir, args.fresh)
+        row = run(rule, args.num_steps, args.eval_every, args.runs_dir, args.fresh)
+      rows = {**read_rows(), rule: row}  # rows another study process wrote meanwhile are kept
       with open(RESULTS, 'w') as f:
         json.dump({'device': jax.devices()[0].device_kind,
                    'rows': [rows[r] for r in RULES if r in rows]}, f, indent=1)

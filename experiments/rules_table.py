@@ -128,6 +128,13 @@ def round_end_metrics(workdir: str, objective, ks) -> dict:
   return metrics
 
 
+def generator_update_every(config) -> int:
+  """N of a two time-scale rule (its generator trains 1 step in N: DMD2, LADD), else 1."""
+  objective = config.objective
+  return max(objective.get('fake_score_updates_per_generator_update', 1),
+             objective.get('discriminator_updates_per_generator_update', 1))
+
+
 def rule_config(rule: str, data: str, num_steps: int | None, ks, runs_dir: str):
   """``(config, workdir)`` of the rule's run on ``data``: the config ``<rule>_<data>`` (a rule
   ``name:variant`` names ``<name>_<data>:<variant>``), shortened to ``num_steps`` (0: as
@@ -141,8 +148,10 @@ def rule_config(rule: str, data: str, num_steps: int | None, ks, runs_dir: str):
     original_steps = config.train.num_steps
     rounds = -(-original_steps // config.objective.get('steps_per_round', 1))
     config.train.num_steps = num_steps
-    # An EMA whose horizon is at most a tenth of the shortened run.
-    config.train.ema_decay = min(config.train.ema_decay, max(1.0 - 10.0 / num_steps, 0.0))
+    # An EMA whose horizon is at most a tenth of the shortened run's updates of the network (a
+    # group's EMA moves only when it trains: 1 step in N for two time-scale rules).
+    updates = num_steps / generator_update_every(config)
+    config.train.ema_decay = min(config.train.ema_decay, max(1.0 - 10.0 / updates, 0.0))
     if 'total_steps' in config.objective:  # consistency training's discretisation curriculum
       config.objective.total_steps = num_steps
     if 'steps_per_round' in config.objective:  # progressive distillation: same number of rounds
