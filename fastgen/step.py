@@ -9,6 +9,7 @@ repeats an uninterrupted one bit for bit.
 """
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,13 +48,47 @@ def learning_rate(optim: ml_collections.ConfigDict, round_ends: tuple[int, ...] 
   return schedule
 
 
+class RestartState(NamedTuple):
+  inner: Any
+  count: jax.Array  # updates applied so far
+
+
+def restart_at(inner: optax.GradientTransformation,
+               starts: tuple[int, ...]) -> optax.GradientTransformation:
+  """``inner`` with its state re-initialised before the update numbered by each of ``starts``
+  (0-based, counting applied updates like optax's schedules): a fresh optimizer per round."""
+  starts = jnp.asarray(starts, jnp.int32)
+
+  def init(params):
+    return RestartState(inner.init(params), jnp.zeros((), jnp.int32))
+
+  def update(updates, state, params=None):
+    restart = jnp.any(state.count == starts)
+    inner_state = jax.tree.map(lambda fresh, old: jnp.where(restart, fresh, old),
+                               inner.init(updates), state.inner)
+    updates, inner_state = inner.update(updates, inner_state, params)
+    return updates, RestartState(inner_state, state.count + 1)
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(optim: ml_collections.ConfigDict,
                    round_ends: tuple[int, ...] = ()) -> optax.GradientTransformation:
-  """Adam(W) at :func:`learning_rate` and optional global-norm gradient clipping."""
+  """Adam(W) at :func:`learning_rate` and optional global-norm gradient clipping.
+  ``optim.restart_per_round``: Adam's moments and bias correction start afresh at each of the
+  objective's rounds (progressive distillation's official loop builds a new optimizer per
+  round); the learning-rate schedule keeps counting the run's steps."""
   schedule = learning_rate(optim, round_ends)
   chain = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip > 0 else []
-  chain.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                           weight_decay=optim.weight_decay))
+  if not optim.get('restart_per_round', False):
+    chain.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                             weight_decay=optim.weight_decay))
+    return optax.chain(*chain)
+  if not round_ends:
+    raise ValueError('optim.restart_per_round=True restarts Adam at the objective\'s rounds: '
+                     'this rule has none')
+  adam = optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps)
+  chain += [restart_at(adam, tuple(round_ends[:-1])),
+            optax.add_decayed_weights(optim.weight_decay), optax.scale_by_learning_rate(schedule)]
   return optax.chain(*chain)
 
 

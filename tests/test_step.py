@@ -199,3 +199,37 @@ def test_decay_per_round_follows_the_objectives_round_ends():
   optim.decay_ends = (8,)
   with pytest.raises(ValueError, match='decay_per_round.*decay_ends'):
     step_lib.learning_rate(optim, round_ends=(8, 12))
+
+
+def test_restart_per_round_starts_adam_afresh_at_each_rounds_first_update():
+  optim = ml_collections.ConfigDict(dict(lr=0.1, warmup_steps=0, b1=0.9, b2=0.999, eps=1e-8,
+                                         weight_decay=0.0, grad_clip=0.0, decay_ends=(),
+                                         decay_per_round=False, restart_per_round=True))
+  restarting = step_lib.make_optimizer(optim, round_ends=(3, 6))
+  optim.restart_per_round = False
+  plain = step_lib.make_optimizer(optim, round_ends=(3, 6))
+  params = {'w': jnp.zeros(3)}
+  grads = [{'w': jnp.array([1.0, -2.0, 0.5]) * (k + 1) ** 2} for k in range(6)]
+
+  def updates(tx, grads, state):
+    out = []
+    for g in grads:
+      u, state = tx.update(g, state, params)
+      out.append(u['w'])
+    return out
+
+  restarted = updates(restarting, grads, restarting.init(params))
+  # Round 0 as one Adam, round 1 (updates 3-5) as a second Adam started from nothing; the
+  # learning rate keeps counting the run's updates.
+  adam = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
+  directions = updates(adam, grads[:3], adam.init(params)) + updates(adam, grads[3:],
+                                                                      adam.init(params))
+  lr = step_lib.learning_rate(optim)
+  for k, (a, d) in enumerate(zip(restarted, directions)):
+    np.testing.assert_allclose(a, -lr(k) * d, rtol=1e-6)
+  carried = updates(plain, grads, plain.init(params))
+  np.testing.assert_allclose(restarted[:3], carried[:3], rtol=1e-6)
+  assert not np.allclose(restarted[3], carried[3], rtol=1e-3)  # the restart is not a no-op
+  optim.restart_per_round = True
+  with pytest.raises(ValueError, match='restart_per_round.*has none'):
+    step_lib.make_optimizer(optim)  # a rule without rounds

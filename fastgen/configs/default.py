@@ -28,7 +28,8 @@ def get_config():
   config.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_steps=100, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0,
       decay_ends=(),               # (): constant lr; else linear decay to 0 ending at each step
-      decay_per_round=False))      # decay_ends at the objective's round ends (PD, guided)
+      decay_per_round=False,       # decay_ends at the objective's round ends (PD, guided)
+      restart_per_round=False))    # a fresh Adam state at each of the objective's rounds (PD)
 
   config.train = ml_collections.ConfigDict(dict(
       num_steps=1000,

@@ -8,10 +8,11 @@ Diffusion Models"): the student's step count halves each round of ``steps_per_ro
       --config.teacher.workdir=/path/to/edm_cifar_run \\
       --config.data.data_dir=/path/to/tensorflow_datasets
 
-No EMA, gradient clipping 1 and the learning rate annealed linearly to 0 within each round
+No EMA, gradient clipping 1, the learning rate annealed linearly to 0 within each round
 (``optim.decay_per_round``), as the paper and its official config (``learning_rate_anneal_type=
-'linear'`` over ``distill_steps_per_iter``); ``sample.num_steps=0`` samples with the current
-round's step count.
+'linear'`` over ``distill_steps_per_iter``), and a fresh Adam state each round
+(``optim.restart_per_round``), as the official notebook's loop; ``sample.num_steps=0`` samples
+with the current round's step count.
 
 - gmm2d, 64 -> 1 steps: round 0 distils the exact teacher's 64-step DDIM sampler into a fresh
   32-step student (the teacher is a closed-form mixture, so ``init_from_teacher=False``); rounds
@@ -44,7 +45,7 @@ def get_config(arg: str = 'gmm2d'):
   config.teacher.update(data_presets.EDM_TEACHERS[data])
   config.objective.update(name='pd', final_steps=1, init_from_teacher=True)
   config.optim.update(warmup_steps=0, grad_clip=1.0)
-  config.optim.decay_per_round = True
+  config.optim.update(decay_per_round=True, restart_per_round=True)
   config.train.ema_decay = 0.0
   config.sample.num_steps = 0
   if data == 'gmm2d':

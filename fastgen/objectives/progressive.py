@@ -14,11 +14,12 @@ are (Algorithm 2 with alpha = 1; §4's truncated SNR weighting)
 Group ``'student'``; frozen ``'previous'`` and ``'round'``. Sampling: DDIM steps on the grid
 (``num_steps = 0``: the current round's N_r).
 
+Each round starts with the learning rate back at its peak (``optim.decay_per_round``, the
+paper's per-round linear anneal) and a fresh Adam state (``optim.restart_per_round``; the official
+notebook builds a new optimizer per round); every PD preset sets both.
+
 Differences from the official code: EDM's variance-exploding sigma grid and preconditioning (an
-x-prediction, SNR = 1 / sigma^2) instead of the paper's variance-preserving cosine schedule; one
-optimizer for the whole run, so Adam's moment estimates carry over into the next round (the
-official notebook starts a fresh optimizer each round; the learning rate restarts at each round
-with ``optim.decay_per_round``, as the paper's).
+x-prediction, SNR = 1 / sigma^2) instead of the paper's variance-preserving cosine schedule.
 
 The rounds, the grid and the target in full: docs/rules/progressive.md.
 """
