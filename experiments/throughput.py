@@ -6,9 +6,11 @@
 For each config it builds the run's set-up (:class:`fastgen.experiment.Experiment`) with
 synthetic batches of the config's data shape (so CIFAR-10 runs without the data set; a
 ``teacher.kind='checkpoint'`` teacher is replaced by a randomly initialised network of the same
-architecture), compiles the trainer's own jitted step (state donation and shardings), and times
-``--repeats`` steps after one warm-up, on all local devices (batch over 'data', state split over
-``--model`` devices of the 'model' axis).
+architecture), compiles the trainer's own jitted step (state donation and shardings; on the CPU
+one program per update-schedule pattern, as the trainer), and times ``--repeats`` steps after one
+warm-up, on all local devices (batch over 'data', state split over ``--model`` devices of the
+'model' axis); for a rule with an update schedule make ``--repeats`` a multiple of its period
+(DMD2, LADD: 5).
 Columns:
 
 * FLOPs per step: model FLOPs of the whole global batch's step, i.e. its matrix products and
@@ -112,10 +114,35 @@ def random_teacher(config, shape):
                                np.zeros((1,), np.int32) if teacher.num_classes else None)
 
 
+class TrainerStep:
+  """The step as the trainer runs it: one compiled program per pattern of
+  ``Experiment.trains_at`` (on the CPU, a rule with an update schedule has one per pattern, e.g.
+  DMD2's fake-score-only and full steps; else a single program), picked by a host-side step
+  counter. ``step(state, *args) -> (state, metrics)``; the state is donated: feed it back in."""
+
+  def __init__(self, run, args, schedule_window: int = 64):
+    self.run, self.step_index, self.programs = run, 0, {}
+    start = time.time()
+    for pattern in dict.fromkeys(run.trains_at(i) for i in range(schedule_window)):
+      self.programs[pattern] = run.train_step.lower(*args, pattern).compile()
+    self.compile_seconds = time.time() - start
+
+  def __call__(self, state, *args):
+    program = self.programs[self.run.trains_at(self.step_index)]
+    self.step_index += 1
+    return program(state, *args)
+
+  def memory_analysis(self):
+    """XLA's memory analysis of the largest program."""
+    return max((p.memory_analysis() for p in self.programs.values()),
+               key=lambda m: m.temp_size_in_bytes + m.output_size_in_bytes)
+
+
 def compiled_step(config, batch_size: int):
   """The config's train step on all local devices, compiled for synthetic batches of
-  ``batch_size``: ``(compiled, args, compile_seconds, objective, flops)``; ``compiled(*args)``
-  runs one step and returns ``(state, metrics)`` (the state is donated: feed it back in)."""
+  ``batch_size``: ``(step, args, compile_seconds, objective, flops)``, ``step`` a
+  :class:`TrainerStep`; ``flops`` those of the traced schedule's program (a skipped update's
+  FLOPs counted, as its costliest branch)."""
   shape = _example_shape(config.network)
   config = config.copy_and_resolve_references()
   config.data.batch_size = batch_size
@@ -125,33 +152,32 @@ def compiled_step(config, batch_size: int):
       batch_size, shape, config.network.get('num_classes', 0)))
   batch = sharding.global_batch(next(run.data), run.mesh)
   args = (run.initial_state(), run.teacher_params, batch, run.train_rng)
-  start = time.time()
-  compiled = run.train_step.lower(*args).compile()
-  return (compiled, args, time.time() - start, run.objective,
+  step = TrainerStep(run, args)
+  return (step, args, step.compile_seconds, run.objective,
           flop_count.model_flops(run.train_step, *args))
 
 
 def measure(config, batch_size: int, repeats: int, trace_dir: str = '') -> dict:
   """One config's train step on all local devices; the measured figures."""
-  compiled, (state, *args), compile_seconds, objective, flops = compiled_step(config, batch_size)
-  state, _ = compiled(state, *args)
+  step, (state, *args), compile_seconds, objective, flops = compiled_step(config, batch_size)
+  state, _ = step(state, *args)
   jax.block_until_ready(state)
   start = time.time()
   for _ in range(repeats):
-    state, _ = compiled(state, *args)
+    state, _ = step(state, *args)
   jax.block_until_ready(state)
   seconds = (time.time() - start) / repeats
   if trace_dir:
     with jax.profiler.trace(trace_dir):
       for _ in range(repeats):
-        state, _ = compiled(state, *args)
+        state, _ = step(state, *args)
       jax.block_until_ready(state)
     profile_summary.print_breakdown(trace_dir, repeats, seconds)
   stats = jax.local_devices()[0].memory_stats()
   if stats and 'peak_bytes_in_use' in stats:
     memory, memory_kind = stats['peak_bytes_in_use'], 'allocator peak'
   else:
-    m = compiled.memory_analysis()
+    m = step.memory_analysis()
     memory = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes -
               m.alias_size_in_bytes)
     memory_kind = 'compiled footprint'
