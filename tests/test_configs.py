@@ -39,7 +39,7 @@ def test_every_rule_file_is_found():
   assert set(configs.rule_modules()) == {
       'cd', 'ct', 'dmd', 'dmd2', 'ect', 'edm', 'flow', 'guided', 'instaflow', 'ladd', 'meanflow',
       'pd', 'reflow', 'scd', 'sct', 'sid', 'sida', 'sim', 'slimflow', 'tcm', 'uni_instruct'}
-  assert len(configs.names()) == len(set(configs.names())) == 72
+  assert len(configs.names()) == len(set(configs.names())) == 74
 
 
 @pytest.mark.parametrize('name', configs.names())

@@ -6,6 +6,9 @@
   python -m fastgen.main --config=configs/sid_cifar.py --workdir=runs/sid_cifar \\
       --config.teacher.workdir=/path/to/edm_cifar10_cond_converted \\
       --config.data.data_dir=/path/to/tensorflow_datasets
+  python -m fastgen.main --config=configs/sid_imagenet64.py --workdir=runs/sid_imagenet64 \\
+      --config.teacher.workdir=/path/to/edm_imagenet64_cond_adm_converted \\
+      --config.data.data_dir=/path/to/tensorflow_datasets
 
 Everywhere: alpha 1.2, sigma_init 2.5, generator times u in [0, 0.8] of the teacher's noise
 range (the official ``tmax`` 800 of 1000), Adam with beta1 = 0 as in the official code. The data
@@ -33,15 +36,28 @@ set only sets the batch size and image shape; labels are drawn uniformly.
   tmax 800, batch 256, Adam lr 1e-5 for both networks with betas (0, 0.999) and eps 1e-8, no
   warm-up or clipping, EMA half-life 0.5 Mimg, dropout 0.13, fp32 (``--fp16 0``;
   ``network.dtype='bfloat16'`` is untested with SiD), 100 Mimg = 390,625 steps (the script's
-  ``--duration 100``; the paper's best checkpoints trained longer). Differences: no EMA ramp-up,
-  no augmentation of the fake-score loss (the script's default ``--augment 0.12``), and a
-  non-finite step is skipped where the official code zeroes non-finite gradient entries. The
-  data set only sets shapes; it must be on disk.
+  ``--duration 100`` until its February 2025 revision 70b3cbd, which sets 800 Mimg, the length
+  behind the paper's CIFAR-10 conditional figure). Differences: no EMA ramp-up, no augmentation
+  of the fake-score loss (the script's default ``--augment 0.12``), and a non-finite step is
+  skipped where the official code zeroes non-finite gradient entries. The data set only sets
+  shapes; it must be on disk.
+- imagenet64: class-conditional, from EDM's ADM ImageNet-64 model (edm-imagenet-64x64-cond-adm
+  converted, docs/edm_import.md, or a run of configs/edm_imagenet64.py); generator and fake score
+  have its network and start from it. Settings of the official ``run_sid.sh imagenet64-cond``
+  (github.com/mingyuanzhou/SiD at 01fbb13, lines 73-98): alpha 1.2, sigma_init 2.5, tmax 800,
+  batch 8192, Adam lr 4e-6 for both networks (``--lr``, ``--glr``), dropout 0.1, no augmentation
+  (``--augment 0``), EMA half-life 2 Mimg (``--ema 2``: decay 0.5 ** (8192 / 2e6) per step),
+  1000 Mimg = 122,071 steps (``--duration 1000``; the script's comment, lines 11-16: the length
+  behind the paper's ImageNet 64x64 figure, FID 1.524 in the repository's README); from
+  sid_train.py (lines 152-153), Adam betas (0, 0.999) and, as the run is fp16 (``--fp16 1``),
+  eps 1e-6. Differences: fp32 (``network.dtype='bfloat16'`` is untested with SiD) with the fp16
+  run's eps, no EMA ramp-up (the official loop's ``ema_rampup_ratio`` 0.05), a non-finite step
+  skipped as for cifar. The data set only sets shapes; it must be on disk.
 """
 
 from fastgen.configs import data_presets
 
-DATA_SETS = ('gmm2d', 'digits', 'cifar')
+DATA_SETS = ('gmm2d', 'digits', 'cifar', 'imagenet64')
 
 
 def get_config(arg: str = 'gmm2d'):
@@ -59,8 +75,13 @@ def get_config(arg: str = 'gmm2d'):
   elif data == 'digits':
     config.train.update(num_steps=4000, ema_decay=0.999)
     config.objective.fake_score_samples_in_train_mode = True  # why: the digits item above
-  else:
+  elif data == 'cifar':
     config.data.update(batch_size=256, random_flip=False)
     config.optim.lr = 1e-5
     config.train.update(num_steps=390_625, ema_decay=0.5 ** (256 / 5e5), skip_nonfinite=True)
+  else:
+    config.data.update(batch_size=8192, random_flip=False)
+    config.network.dropout = 0.1
+    config.optim.update(lr=4e-6, eps=1e-6)
+    config.train.update(num_steps=122_071, ema_decay=0.5 ** (8192 / 2e6), skip_nonfinite=True)
   return config

@@ -30,15 +30,18 @@ Groups, in order: ``'fake_score'`` (the EDM denoising loss on stop-gradient gene
 levels ``fake_score_sigma``: EDM's log-normal by default, as SiD's and SiDA's code, or DMD2's
 'karras_grid'), then ``'generator'`` at u ~ U[u_min, u_max] on EDM's grid.
 
-Differences from the paper: the loss is derived here and checked against the exact gradient of
-the expanded divergence on a Gaussian (tests/objectives/test_uni_instruct.py), not copied from
-the paper's Theorem 3.2, whose printed form was not consulted; a and b are divided by the batch
-mean of h(r) (stop-gradient; fastgen's choice, as f-distill's normalisation in dmd.py), the logit
-clipped to [-10, 10]; no official code was found, so the CIFAR recipe is SiD's, and so are the
-fake score's noise levels (log-normal; its discriminator learns at them too, as SiDA's does, while
-the generator queries the ratio on the grid). On digits the grid levels ('karras_grid', this
-rule's former default) learnt far slower: one-step FID 16.0 / 6.38 at steps 250 / 500 against
-9.99 / 3.04 with the log-normal ones (docs/results.md).
+Differences from the paper: the loss is derived here and checked against the exact gradient of the
+expanded divergence on a Gaussian (tests/objectives/test_uni_instruct.py), not copied from the
+paper's Theorem 3.2, whose printed form was not consulted; a and b are divided by the batch mean of
+h(r) (stop-gradient; fastgen's choice, as f-distill's normalisation in dmd.py), the logit clipped to
+[-10, 10]; the recipe is SiD's, and so are the fake score's noise levels (log-normal; its
+discriminator learns at them too, as SiDA's does, while the generator queries the ratio on the
+grid). The first author's code (github.com/a-little-hoof/Uni_Instruct, released November 2025, after
+this rule was written) has not been compared with this loss; its known recipe differences are listed
+in configs/uni_instruct.py (a SiDA GAN term in the generator loss, a frozen-generator warm start,
+value clipping of the fake score's gradients). On digits the grid levels ('karras_grid', this rule's
+former default) learnt far slower: one-step FID 16.0 / 6.38 at steps 250 / 500 against 9.99 / 3.04
+with the log-normal ones (docs/results.md).
 """
 
 import dataclasses

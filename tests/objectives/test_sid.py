@@ -134,12 +134,29 @@ def test_init_from_teacher_refuses_a_teacher_of_another_architecture():
 
 
 @pytest.mark.parametrize('config_name, teacher_name', [
-    ('sid_digits', 'edm_digits'), ('sid_cifar', 'edm_cifar')])
+    ('sid_digits', 'edm_digits'), ('sid_cifar', 'edm_cifar'),
+    ('sid_imagenet64', 'edm_imagenet64')])
 def test_image_configs_build_and_start_from_their_teacher(config_name, teacher_name):
   config = configs.get_config(config_name)
   assert config.network.to_dict() == configs.get_config(teacher_name).network.to_dict()
   objective, teacher_params, params = image_configs.abstract_init(config)
   assert jax.tree.structure(params['generator']) == jax.tree.structure(teacher_params)
+
+
+def test_imagenet64_config_takes_the_official_run_sid_sh_settings():
+  # github.com/mingyuanzhou/SiD run_sid.sh imagenet64-cond: --alpha 1.2 --tmax 800
+  # --init_sigma 2.5 --batch 8192 --lr 4e-6 --glr 4e-6 --fp16 1 --dropout 0.1 --ema 2
+  # --duration 1000; sid_train.py: Adam betas (0, 0.999), eps 1e-6 under fp16.
+  config = configs.get_config('sid_imagenet64')
+  assert config.data.batch_size == 8192 and config.network.dropout == 0.1
+  assert (config.objective.alpha, config.objective.sigma_init) == (1.2, 2.5)
+  assert (config.objective.u_min, config.objective.u_max) == (0.0, 0.8)
+  optim = config.optim
+  assert (optim.lr, optim.b1, optim.b2, optim.eps) == (4e-6, 0.0, 0.999, 1e-6)
+  assert (optim.warmup_steps, optim.grad_clip) == (0, 0.0)
+  assert config.train.ema_decay == 0.5 ** (8192 / 2e6)  # half-life 2 Mimg
+  steps = config.train.num_steps  # the official loop stops at the first step past 1000 Mimg
+  assert (steps - 1) * 8192 < 1e9 <= steps * 8192
 
 
 def test_gmm2d_config_builds():

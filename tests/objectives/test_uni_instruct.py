@@ -12,7 +12,7 @@ from fastgen import configs, diffusion, objectives, teachers
 from fastgen import denoiser as denoiser_lib
 from fastgen.networks import mlp
 from fastgen.objectives import uni_instruct
-from tests.objectives import gmm2d_runs
+from tests.objectives import gmm2d_runs, image_configs
 
 
 def _mlp_denoiser():
@@ -143,6 +143,34 @@ def test_gmm2d_config_builds_and_samples():
   assert set(params['fake_score']) == {'denoiser', 'head'}
   x = objective.sample(params, teacher_params, jax.random.key(1), None, (8, 2), 1)
   assert x.shape == (8, 2) and bool(jnp.all(jnp.isfinite(x)))
+
+
+@pytest.mark.parametrize('config_name, teacher_name', [
+    ('uni_instruct_cifar', 'edm_cifar'), ('uni_instruct_imagenet64', 'edm_imagenet64')])
+def test_image_configs_build_and_start_from_their_teacher(config_name, teacher_name):
+  config = configs.get_config(config_name)
+  assert config.network.to_dict() == configs.get_config(teacher_name).network.to_dict()
+  objective, teacher_params, params = image_configs.abstract_init(config)
+  assert objective.divergence == 'forward_kl' and objective.init_from_teacher
+  assert jax.tree.structure(params['generator']) == jax.tree.structure(teacher_params)
+  assert set(params['fake_score']) == {'denoiser', 'head'}
+
+
+def test_imagenet64_config_takes_the_first_authors_script_settings():
+  # github.com/a-little-hoof/Uni_Instruct run_uni_instruct.sh imagenet64-cond(-sid): --tmax 800
+  # --init_sigma 2.5 --batch 8192 --lr 4e-6 --glr 4e-6 --fp16 1 --lsd 1 --dropout 0.1 --ema 2
+  # --duration 300; fsim_train.py: Adam betas (0, 0.999), eps 1e-6 under fp16.
+  config = configs.get_config('uni_instruct_imagenet64')
+  assert config.data.batch_size == 8192 and config.network.dropout == 0.1
+  assert config.objective.sigma_init == 2.5 and config.objective.u_max == 0.8
+  assert config.objective.discriminator_weight == 1.0
+  optim = config.optim
+  assert (optim.lr, optim.b1, optim.b2, optim.eps) == (4e-6, 0.0, 0.999, 1e-6)
+  assert config.train.ema_decay == 0.5 ** (8192 / 2e6)  # half-life 2 Mimg
+  steps = config.train.num_steps  # the official loop stops at the first step past 300 Mimg
+  assert (steps - 1) * 8192 < 3e8 <= steps * 8192
+  cifar = configs.get_config('uni_instruct_cifar')  # cifar10-cond: --batch 256 --duration 300
+  assert cifar.train.num_steps * 256 == 3e8 and cifar.optim.lr == 1e-5
 
 
 @pytest.mark.slow
