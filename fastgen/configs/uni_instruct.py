@@ -14,17 +14,17 @@ real data.
 ``--config.objective.divergence=reverse_kl`` or ``js`` picks the other divergences. The recipe
 is SiD's (configs/sid.py: sigma_init 2.5, generator times u in [0, 0.8], the fake score at its
 log-normal noise levels, Adam with beta1 = 0). The first author's code
-(github.com/a-little-hoof/Uni_Instruct at 3cdf92e, released November 2025, built on SiDA's code;
-``run_uni_instruct.sh``) runs its cifar10 and imagenet64 commands with SiD's settings for the
-shared options (tmax 800, init_sigma 2.5, lr, batch, dropout, EMA; fsim_train.py defaults 0.13
-and 0.5 Mimg where a command sets none), discriminator loss scale ``--lsd 1``
-(``discriminator_weight`` 1 here) and 300 Mimg (100 for cifar10-uncond-sid).
-Differences from that code, every data set: its generator loss also carries SiDA's GAN term
-(``--use_gan 1 --lsg_gan 0.01``), absent here; its generator stays frozen for the first 100 kimg
-and follows plain SiD's loss until 200 kimg; the fake score's gradients are clipped by value at
-1 (fsim_training/fsim_training_loop.py lines 397, 427, 563); its forward-KL commands
-(``*-sid``) start the generator from a distilled SiD checkpoint (``--sid_model``), this config
-from the teacher (its commands from the teacher use other divergences: chi-square on ImageNet).
+(github.com/a-little-hoof/Uni_Instruct at 3cdf92e, released November 2025, built on SiDA's code)
+runs its cifar10 and imagenet64 commands (``run_uni_instruct.sh``) with SiD's settings for the
+shared options (tmax 800, init_sigma 2.5, lr, batch, dropout, EMA) and 300 Mimg. How its loss
+differs from this rule's (its ratio weight is in effect 1, its non-forward-KL branches do not
+run as released): docs/rules/uni_instruct.md. Recipe differences from that code, every data
+set: its generator loss also carries SiDA's GAN term (``--use_gan 1 --lsg_gan 0.01``); its
+generator stays frozen for the first 100 kimg, then trains on SiD's loss at alpha = 1 without
+the GAN term until 200 kimg; its discriminator (``--lsd 1``) is weighted 30-120x less against
+the denoising loss than ``discriminator_weight`` 1 here; the fake score's gradients are clipped
+by value at 1; its forward-KL commands (``*-sid``) start the generator from a distilled SiD
+checkpoint (``--sid_model``), this config from the teacher.
 
 - gmm2d: fresh generator, fake score and head (the teacher is the exact mixture); the real data
   are the mixture's samples.

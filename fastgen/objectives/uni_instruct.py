@@ -37,11 +37,11 @@ h(r) (stop-gradient; fastgen's choice, as f-distill's normalisation in dmd.py), 
 [-10, 10]; the recipe is SiD's, and so are the fake score's noise levels (log-normal; its
 discriminator learns at them too, as SiDA's does, while the generator queries the ratio on the
 grid). The first author's code (github.com/a-little-hoof/Uni_Instruct, released November 2025, after
-this rule was written) has not been compared with this loss; its known recipe differences are listed
-in configs/uni_instruct.py (a SiDA GAN term in the generator loss, a frozen-generator warm start,
-value clipping of the fake score's gradients). On digits the grid levels ('karras_grid', this rule's
-former default) learnt far slower: one-step FID 16.0 / 6.38 at steps 250 / 500 against 9.99 / 3.04
-with the log-normal ones (docs/results.md).
+this rule was written), read against this loss in docs/rules/uni_instruct.md: its forward-KL weight
+is in effect 1 (SiDA's update at alpha = 1), its other divergences do not run as released; its
+recipe differences are listed in configs/uni_instruct.py. On digits the grid levels ('karras_grid',
+this rule's former default) learnt far slower: one-step FID 16.0 / 6.38 at steps 250 / 500 against
+9.99 / 3.04 with the log-normal ones (docs/results.md).
 """
 
 import dataclasses
