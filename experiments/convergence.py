@@ -180,18 +180,24 @@ def noise_spread(rule: str, num_steps: int, runs_dir: str, seeds) -> dict:
     config.eval.seed = seed  # the experiment's config: the evaluator reads it
     metrics = evaluate.RunEvaluator(experiment).evaluate(params)
     spread['fid'].append(metrics[f'eval/fid_{k}step'])
-    spread['fid_teacher'].append(metrics['eval/fid_teacher'])
+    spread['fid_teacher'].append(metrics.get('eval/fid_teacher', math.nan))  # nan: no teacher
     print(f'{rule}: eval.seed {seed}: {k}-step FID {spread["fid"][-1]:.3f}, teacher '
           f'{spread["fid_teacher"][-1]:.3f}', flush=True)
   return spread
 
 
-def spread_line(row: dict) -> str:
+def spread_line(row: dict, rows: dict) -> str:
   """'rule: k-step FID mean ± std (min-max) over n noise seeds, teacher ...' of a row's spread,
-  with the study's own evaluation (seed 0) included."""
+  with the study's own evaluation (seed 0) included. A rule without a teacher (iCT) is set
+  beside the data's teacher on the same seeds, from another row's spread."""
   k = row['curve_steps']
   student = [row['final'][f'eval/fid_{k}step']] + row['noise']['fid']
   teacher = [row['fid_teacher']] + row['noise']['fid_teacher']
+  if not all(map(math.isfinite, teacher)):
+    teacher = next(([r['fid_teacher']] + r['noise']['fid_teacher'] for r in rows.values()
+                    if r['rule'] != 'instaflow' and r.get('noise', {}).get('seeds') ==
+                    row['noise']['seeds'] and all(map(math.isfinite, r['noise']['fid_teacher']))),
+                   teacher)
   describe = lambda v: (f'{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} ({min(v):.3f}-'
                         f'{max(v):.3f})')
   wins = sum(s <= t for s, t in zip(student, teacher))
@@ -289,7 +295,7 @@ def main():
   plot(rows, FIGURE)
   print(table(rows))
   for rule in [r for r in RULES if 'noise' in rows.get(r, {})]:
-    print(spread_line(rows[rule]))
+    print(spread_line(rows[rule], rows))
   print(f'wrote {RESULTS} and {FIGURE}')
 
 

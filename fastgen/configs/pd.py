@@ -22,7 +22,7 @@ with the current round's step count.
 - digits, 32 -> 1 steps: the student has edm_digits' network and starts from the teacher's EMA
   params; round 0 distils the teacher's 32-step DDIM sampler into 16 steps, then 8, 4, 2, 1 (5
   rounds); a larger learning rate than the paper's 5e-5 to fit a CPU budget. The students end
-  within 1.3x of the 32-step DDIM they distil (1-step FID 3.63 against its 2.84; the teacher's
+  within 1.35x of the 32-step DDIM they distil (1-step FID 3.76 against its 2.84; the teacher's
   Heun-35: 1.58; docs/results.md): a better student needs more teacher steps, i.e. more rounds
   (its DDIM: 2.25 at 64 steps, 2.03 at 128).
   Samples: runs/pd_digits/samples/step_*.png (column i = digit i).

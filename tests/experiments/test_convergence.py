@@ -73,7 +73,12 @@ def test_table_and_figure_are_made_from_rows(tmp_path):
 def test_spread_line_counts_the_study_evaluation_and_each_noise_seed():
   row = {'rule': 'sim', 'curve_steps': 1, 'final': {'eval/fid_1step': 1.4}, 'fid_teacher': 1.6,
          'noise': {'seeds': [1, 2], 'fid': [1.8, 1.6], 'fid_teacher': [1.7, 1.5]}}
-  line = convergence.spread_line(row)
+  line = convergence.spread_line(row, {'sim': row})
   # Student 1.4, 1.8, 1.6: mean 1.6, sample std 0.2; teacher 1.6, 1.7, 1.5: mean 1.6, std 0.1.
   assert '1-step FID 1.600 ± 0.200 (1.400-1.800), teacher 1.600 ± 0.100 (1.500-1.700)' in line
   assert 'over 3 noise seeds; student <= teacher at 1 of 3' in line
+  # A rule without a teacher (iCT) is set beside the data's teacher on the same seeds.
+  ct = {'rule': 'ct', 'curve_steps': 1, 'final': {'eval/fid_1step': 1.55},
+        'fid_teacher': math.nan, 'noise': {'seeds': [1, 2], 'fid': [1.65, 1.75], 'fid_teacher': [math.nan, math.nan]}}
+  line = convergence.spread_line(ct, {'sim': row, 'ct': ct})
+  assert 'teacher 1.600 ± 0.100 (1.500-1.700)' in line and 'at 2 of 3' in line
