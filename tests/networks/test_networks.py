@@ -277,3 +277,37 @@ def test_double_norm_makes_blocks_blind_to_the_embedding_scale(double_norm):
     np.testing.assert_allclose(scaled, out, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(out))))
   else:
     assert float(jnp.max(jnp.abs(scaled - out))) > 1e-2 * float(jnp.max(jnp.abs(out)))
+
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_conv_has_flax_convs_parameters_outputs_and_gradients(dtype):
+  """unet.Conv2d (a product with ones for its bias gradient on the CPU) against nn.Conv."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 5))
+  flax_conv = nn.Conv(7, (3, 3), padding=((1, 1), (1, 1)), kernel_init=unet.INIT,
+                      bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32)
+  conv = unet.conv(7, 3, dtype, 'conv')
+  params = flax_conv.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, conv.init(jax.random.key(1), x)) == jax.tree.map(
+      jnp.shape, params)
+  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
+  np.testing.assert_array_equal(conv.apply(params, x), flax_conv.apply(params, x))
+  if dtype == jnp.float32:
+    grads = [jax.grad(lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, x))))(params)['params']
+             for m in (conv, flax_conv)]
+    np.testing.assert_array_equal(grads[0]['kernel'], grads[1]['kernel'])
+    np.testing.assert_allclose(grads[0]['bias'], grads[1]['bias'], rtol=1e-5, atol=1e-5)
+
+
+def test_channel_bias_gradient_is_the_float32_sum_rounded_once():
+  """In bfloat16 the bias gradient is the cotangent's sum over batch and positions taken in
+  float32 and rounded to bfloat16 once (equal up to float32 summation order: 1 bf16 ulp)."""
+  g = jax.random.normal(jax.random.key(0), (16, 8, 8, 6)).astype(jnp.bfloat16)
+  y, bias = jnp.zeros_like(g), jnp.zeros((6,), jnp.bfloat16)
+  _, vjp = jax.vjp(unet.add_channel_bias, y, bias)
+  grad_y, grad_bias = vjp(g)
+  np.testing.assert_array_equal(grad_y, g)
+  exact = jnp.sum(g.astype(jnp.float32), axis=(0, 1, 2))
+  np.testing.assert_allclose(grad_bias.astype(jnp.float32), exact,
+                             rtol=2.0**-8, atol=0)
