@@ -35,11 +35,11 @@ set only sets the batch size and image shape; labels are drawn uniformly.
   code's ``run_sid.sh cifar10-cond`` (github.com/mingyuanzhou/SiD): alpha 1.2, sigma_init 2.5,
   tmax 800, batch 256, Adam lr 1e-5 for both networks with betas (0, 0.999) and eps 1e-8, no
   warm-up or clipping, EMA half-life 0.5 Mimg, dropout 0.13, fp32 (``--fp16 0``;
-  ``network.dtype='bfloat16'`` is untested with SiD), 100 Mimg = 390,625 steps (the script's
-  ``--duration 100`` until its February 2025 revision 70b3cbd, which sets 800 Mimg, the length
-  behind the paper's CIFAR-10 conditional figure). Differences: no EMA ramp-up, no augmentation
-  of the fake-score loss (the script's default ``--augment 0.12``), and a non-finite step is
-  skipped where the official code zeroes non-finite gradient entries. The data set only sets
+  ``network.dtype='bfloat16'`` is untested with SiD), 800 Mimg = 3,125,000 steps (the
+  script's ``--duration 800`` since its February 2025 revision 70b3cbd; 100 Mimg before).
+  Differences: no EMA ramp-up, no augmentation of the fake-score loss (the script's default
+  ``--augment 0.12``), and a non-finite step is skipped where the official code zeroes
+  non-finite gradient entries. The data set only sets
   shapes; it must be on disk.
 - imagenet64: class-conditional, from EDM's ADM ImageNet-64 model (edm-imagenet-64x64-cond-adm
   converted, docs/edm_import.md, or a run of configs/edm_imagenet64.py); generator and fake score
@@ -78,7 +78,8 @@ def get_config(arg: str = 'gmm2d'):
   elif data == 'cifar':
     config.data.update(batch_size=256, random_flip=False)
     config.optim.lr = 1e-5
-    config.train.update(num_steps=390_625, ema_decay=0.5 ** (256 / 5e5), skip_nonfinite=True)
+    config.train.update(num_steps=3_125_000, ema_decay=0.5 ** (256 / 5e5),
+                        skip_nonfinite=True)
   else:
     config.data.update(batch_size=8192, random_flip=False)
     config.network.dropout = 0.1

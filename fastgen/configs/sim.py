@@ -14,7 +14,7 @@ with SIM's loss, not checked against the SIM paper's settings; the pseudo-Huber 
   sid_gmm2d's optimizer and fake-score noise levels.
 - digits: from runs/edm_digits, sid_digits' settings (4000 steps, EMA 0.999).
 - cifar: class-conditional, from the EDM DDPM++ cond. VP teacher; batch 256, Adam lr 1e-5 with
-  betas (0, 0.999) for both networks, EMA half-life 0.5 Mimg, fp32, 100 Mimg (SiD's
+  betas (0, 0.999) for both networks, EMA half-life 0.5 Mimg, fp32, 800 Mimg (SiD's
   ``run_sid.sh cifar10-cond`` settings). Not verified against the SIM paper's own table of
   hyperparameters; huber_c = 1 is fastgen's choice.
 """

@@ -159,6 +159,19 @@ def test_imagenet64_config_takes_the_official_run_sid_sh_settings():
   assert (steps - 1) * 8192 < 1e9 <= steps * 8192
 
 
+def test_cifar_config_takes_the_official_run_sid_sh_settings():
+  # github.com/mingyuanzhou/SiD run_sid.sh cifar10-cond (since 70b3cbd): --alpha 1.2 --tmax 800
+  # --init_sigma 2.5 --batch 256 --lr 1e-5 --glr 1e-5 --fp16 0 --dropout 0.13 --ema 0.5
+  # --duration 800.
+  config = configs.get_config('sid_cifar')
+  assert config.data.batch_size == 256 and config.network.dropout == 0.13
+  assert (config.objective.alpha, config.objective.sigma_init) == (1.2, 2.5)
+  assert (config.objective.u_min, config.objective.u_max) == (0.0, 0.8)
+  assert (config.optim.lr, config.optim.b1, config.optim.b2) == (1e-5, 0.0, 0.999)
+  assert config.train.ema_decay == 0.5 ** (256 / 5e5)  # half-life 0.5 Mimg
+  assert config.train.num_steps * 256 == 800e6
+
+
 def test_gmm2d_config_builds():
   config = configs.get_config('sid_gmm2d')
   teacher, teacher_params = teachers.load_teacher(config.teacher)
