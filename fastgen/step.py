@@ -123,7 +123,8 @@ def ema_update(ema, params, decay: float):
 
 def update_group(objective, optimizer, ema_decay: float, skip_nonfinite: bool, group: str,
                  params, ema_params, teacher_params, batch, rng, step, group_state):
-  """One group's update: loss -> gradient w.r.t. ``params[group]`` only -> optax -> EMA.
+  """One group's update: loss -> gradient w.r.t. ``params[group]`` only -> optax (its updates
+  scaled by ``objective.learning_rate_multiplier(group)``) -> EMA.
 
   ``group_state`` is ``(group_params, group_opt_state, group_ema)``; ``params`` holds every entry
   as the step has it so far (earlier groups already updated), ``ema_params`` the EMA at the
@@ -139,6 +140,9 @@ def update_group(objective, optimizer, ema_decay: float, skip_nonfinite: bool, g
 
   (loss, aux), grads = jax.value_and_grad(group_loss, has_aux=True)(group_params)
   updates, new_opt_state = optimizer.update(grads, group_opt_state, group_params)
+  multiplier = objective.learning_rate_multiplier(group)
+  if multiplier != 1.0:
+    updates = jax.tree.map(lambda u: multiplier * u, updates)
   new_params = optax.apply_updates(group_params, updates)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)

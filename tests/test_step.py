@@ -88,6 +88,24 @@ def test_groups_update_in_order_each_seeing_the_ones_before():
   assert int(state['step']) == 1
 
 
+@dataclasses.dataclass(frozen=True)
+class FasterB(ThreeGroups):
+  """Group 'b' at 4 times the optimizer's learning rate."""
+
+  def learning_rate_multiplier(self, group):
+    return 4.0 if group == 'b' else 1.0
+
+
+def test_learning_rate_multiplier_scales_that_groups_updates_only():
+  state, metrics = _step(FasterB())(_state(FasterB()), None, {}, jax.random.key(1))
+  # a as in the plain step (a = 2); b: gradient 3 - 2 = 1, update -0.5 * 4 -> b = 1; c sees
+  # both: gradient -1 - 3 = -4 -> c = 1.
+  assert {g: float(state['params'][g]) for g in 'abc'} == {'a': 2.0, 'b': 1.0, 'c': 1.0}
+  # the optimizer state (momentum) is the unscaled one: b's trace holds its gradient 1
+  assert float(metrics['b/grad_norm']) == 1.0
+  assert float(jax.tree.leaves(state['opt_state']['b'])[0]) == 1.0
+
+
 def test_ema_is_exactly_e_plus_one_minus_decay_times_p_minus_e():
   objective = ThreeGroups()
   state = _state(objective)

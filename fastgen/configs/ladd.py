@@ -23,7 +23,14 @@ optimizer settings: Adam with beta1 = 0 as fastgen's other adversarial rules (DM
 - digits: the edm_digits run (runs/edm_digits) as teacher, 4096 teacher samples (Heun 18 steps);
   the head reads the 2x2x32 bottleneck. Two deliberate differences from LADD, measured (issue 18):
   m = -1 (median sigma 0.18, not 1.36 = 2.7 sigma_data) and 5 head updates per generator update
-  (``discriminator_updates_per_generator_update``, DMD2's two time-scale rule). On 8x8 digits
+  (``discriminator_updates_per_generator_update``, DMD2's two time-scale rule); and the head at
+  30x the generator's learning rate (``head_lr_multiplier``; LADD states none). With the head at
+  the generator's 1e-4 the run stalled at 1-step FID 20-21 from step 1500 (the convergence
+  study's first LADD row) with the head's hinge loss at chance, yet a fresh head trained on that
+  final student's samples against the teacher samples (1000 steps, same features and re-noising)
+  told them apart with held-out AUC 0.62 at lr 1e-4 and 0.83 at 1e-3: the head was too slow to
+  follow the generator. At 3000 steps the head at 10x gave 1-step 7.30 and 4.53 (seeds 0, 1), at
+  30x 4.44 and 4.63 (6000 steps: 3.22). On 8x8 digits
   high noise hides what tells the initial student's samples (the class mean) from teacher
   samples: a head trained alone against them for 300 steps (lr 1e-4) separates them with AUC
   0.49-0.52 at sigma = 1.36 and 4 (0.57 at lr 1e-3), 0.55-0.76 at sigma <= 0.5; its logit gap
@@ -49,7 +56,8 @@ def get_config(arg: str = 'gmm2d'):
   config.teacher.update(data_presets.EDM_TEACHERS[data])
   config.objective.update(name='ladd', student_steps=1, sigma_init=80.0, logit_mean=1.0,
                           logit_std=1.0, distillation_weight=0.0,
-                          discriminator_updates_per_generator_update=1, init_from_teacher=True)
+                          discriminator_updates_per_generator_update=1, head_lr_multiplier=1.0,
+                          init_from_teacher=True)
   config.optim.update(lr=1e-4, warmup_steps=0, b1=0.0, b2=0.99, grad_clip=1.0)
   if data == 'gmm2d':
     config.teacher.update(kind='checkpoint', workdir='runs/edm_gmm2d')
@@ -58,7 +66,8 @@ def get_config(arg: str = 'gmm2d'):
     config.train.update(num_steps=3000, ema_decay=0.99)
   elif data == 'digits':
     data_presets.couplings(config, num_pairs=4096, shard_size=1024, ode_steps=18)
-    config.objective.update(logit_mean=-1.0, discriminator_updates_per_generator_update=5)
+    config.objective.update(logit_mean=-1.0, discriminator_updates_per_generator_update=5,
+                            head_lr_multiplier=30.0)
     # EMA horizon 60 generator updates, a tenth of the run's (its EMA moves only with them).
     config.train.update(num_steps=3000, ema_decay=1.0 - 1.0 / 60)
   else:

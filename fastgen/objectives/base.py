@@ -17,6 +17,8 @@ call it on every objective and never probe for it:
   Overriding it makes the trainer skip a group's update exactly (two time-scale rules, DMD2).
 * ``velocity(params, x_t, t, labels) -> v``: the student's velocity, for rules whose student is a
   flow (straightness evaluation). ``has_velocity`` says whether a rule overrides it.
+* ``learning_rate_multiplier(group) -> float``: the group's learning rate relative to the
+  optimizer's (default 1): the trainer scales that group's optimizer updates by it.
 
 The contract is checked when a subclass is defined: a public method that is none of the above (a
 misspelt hook) is an error naming it, and a concrete rule must have non-empty ``groups`` that
@@ -35,7 +37,7 @@ Params = Any
 Batch = dict  # {'x': [B, ...] float32, 'label': [B] int32}
 
 REQUIRED_METHODS = ('init', 'loss', 'sample')
-HOOKS = ('set_frozen', 'trains', 'velocity')
+HOOKS = ('set_frozen', 'trains', 'velocity', 'learning_rate_multiplier')
 
 
 def generator_trains_every(group: str, step: jax.Array, every: int) -> jax.Array:
@@ -101,6 +103,12 @@ class Objective(abc.ABC):
     and EMA stay exactly as they were."""
     del group, step
     return True
+
+  def learning_rate_multiplier(self, group: str) -> float:
+    """``group``'s learning rate relative to ``optim.lr`` and its schedule (a Python float): its
+    optimizer updates are scaled by it."""
+    del group
+    return 1.0
 
   @property
   def round_ends(self) -> tuple[int, ...]:

@@ -27,7 +27,8 @@ Differences from the papers:
   (:func:`fastgen.objectives.fake_score.init_head`), not LADD's heads after every transformer
   block; the head is not conditioned on the noise level or a text embedding (the features are);
 * real and generated samples are re-noised at independent levels and noises;
-* no R1 penalty (ADD: gamma = 1e-5); one optimizer for both groups, both updated every step
+* no R1 penalty (ADD: gamma = 1e-5); one optimizer for both groups, the head's updates scaled
+  by ``head_lr_multiplier`` (LADD publishes no optimizer settings), both updated every step
   unless ``discriminator_updates_per_generator_update`` N > 1: then the generator trains after
   every N head updates (DMD2's two time-scale rule; LADD: N = 1);
 * the student's levels are the first k points of a (k + 1)-point Karras grid from
@@ -93,6 +94,7 @@ class LADD(base.Objective):
   distillation_weight: float = 0.0  # ADD's lambda (2.5); LADD: 0
   discriminator_updates_per_generator_update: int = 1  # two time-scale ratio; LADD: 1
   head_hidden: int = 256
+  head_lr_multiplier: float = 1.0  # the head's learning rate relative to optim.lr
   init_from_teacher: bool = True
   groups = ('discriminator', 'generator')
   network_group = 'generator'
@@ -105,9 +107,10 @@ class LADD(base.Objective):
       raise ValueError('objective.student_steps and objective.discriminator_updates_per_'
                        f'generator_update must be >= 1, got {self.student_steps} and '
                        f'{self.discriminator_updates_per_generator_update}')
-    if self.logit_std <= 0 or self.distillation_weight < 0:
-      raise ValueError(f'objective.logit_std must be > 0 and objective.distillation_weight >= 0, '
-                       f'got {self.logit_std} and {self.distillation_weight}')
+    if self.logit_std <= 0 or self.distillation_weight < 0 or self.head_lr_multiplier <= 0:
+      raise ValueError(f'objective.logit_std and objective.head_lr_multiplier must be > 0 and '
+                       f'objective.distillation_weight >= 0, got {self.logit_std}, '
+                       f'{self.head_lr_multiplier} and {self.distillation_weight}')
 
   def _student_sigmas(self, num_steps: int):
     """sigma_0 = sigma_init > ... > sigma_{k-1}: the first k points of a (k + 1)-point Karras
@@ -129,6 +132,9 @@ class LADD(base.Objective):
         lambda p: self._teacher_features(p, x, jnp.ones(x.shape[:1]), labels)[1], teacher_params)
     return {'generator': generator,
             'discriminator': fake_score.init_head(key_head, features.shape[1:], self.head_hidden)}
+
+  def learning_rate_multiplier(self, group):
+    return self.head_lr_multiplier if group == 'discriminator' else 1.0
 
   def trains(self, group, step):
     """Two time-scale updates (as DMD2's): the generator trains after every N head updates."""
