@@ -1,7 +1,7 @@
 """Can a discriminator tell a LADD digits run's one-step samples from the teacher samples it
 trains against, and in which features?
 
-  python experiments/ladd_head_probe.py runs/ladd_digits [--steps=1000] [--num_steps=3000]
+  python experiments/ladd_head_probe.py runs/ladd_digits [--steps=1000]
 
 Draws 4096 one-step samples of the run's newest checkpoint (EMA weights) and takes the first 4096
 "real" samples of its coupling data set (the teacher's Heun samples LADD trains against), with
@@ -14,8 +14,8 @@ each head's AUC on the other 1024, averaged over 4 draws of the re-noising, for 
 * the shipped digits classifier's 64 features (FID's feature space) of the clean samples;
 * the clean samples' 64 pixels.
 
-An AUC of 0.5 is chance. ``--num_steps`` must be the run's ``train.num_steps`` when it was not
-the preset's (the run's set-up is rebuilt from the ``ladd_digits`` preset).
+An AUC of 0.5 is chance. The run's set-up is rebuilt from its own ``config.json``; the teacher
+features are always the bottleneck, whatever heads the run trained.
 """
 
 import argparse
@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from fastgen import configs  # pylint: disable=wrong-import-position
+from fastgen import teachers  # pylint: disable=wrong-import-position
 from fastgen import experiment as experiment_lib  # pylint: disable=wrong-import-position
 from fastgen.evaluation import digits_features  # pylint: disable=wrong-import-position
 from fastgen.objectives import fake_score, ladd  # pylint: disable=wrong-import-position
@@ -41,11 +41,9 @@ from fastgen.step import sampling_params  # pylint: disable=wrong-import-positio
 NUM, TRAIN, BATCH = 4096, 3072, 256
 
 
-def samples(workdir: str, num_steps: int):
+def samples(workdir: str):
   """(experiment, real x, real labels, generated x, generated labels)."""
-  config = configs.get_config('ladd_digits')
-  config.train.num_steps = num_steps
-  experiment = experiment_lib.Experiment(config, workdir)
+  experiment = experiment_lib.Experiment(teachers.read_config(workdir), workdir)
   _, state = experiment_lib.restore_latest(experiment, workdir)
   real, real_labels = [], []
   while sum(len(x) for x in real) < NUM:
@@ -122,9 +120,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
   parser.add_argument('workdir')
   parser.add_argument('--steps', type=int, default=1000, help='head training steps')
-  parser.add_argument('--num_steps', type=int, default=3000, help="the run's train.num_steps")
   args = parser.parse_args()
-  experiment, *data = samples(args.workdir, args.num_steps)
+  experiment, *data = samples(args.workdir)
   for kind, lr, sigma in (('teacher', 1e-4, None), ('teacher', 1e-3, None),
                           ('teacher', 1e-3, 0.02), ('teacher', 1e-3, 0.18),
                           ('classifier', 1e-3, None), ('pixels', 1e-3, None)):

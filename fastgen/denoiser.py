@@ -45,12 +45,15 @@ class Network:
 
   def _apply(self, params, x_in, noise_cond, labels, train, rng, with_features=False):
     """F(x_in, noise_cond, labels), or ``(F, features)`` with the array the network sows as
-    ``('intermediates', 'features')`` (MLP trunk, U-Net bottleneck)."""
+    ``('intermediates', 'features')`` (MLP trunk, U-Net bottleneck), or with ``with_features=
+    'levels'`` the tuple it sows as ``('intermediates', 'level_features')``."""
     rngs = {'dropout': rng} if (train and rng is not None) else None
     if not with_features:
       return self.net.apply({'params': params}, x_in, noise_cond, labels, train=train, rngs=rngs)
     out, state = self.net.apply({'params': params}, x_in, noise_cond, labels, train=train,
                                 rngs=rngs, mutable=['intermediates'])
+    if with_features == 'levels':
+      return out, tuple(state['intermediates']['level_features'])
     return out, state['intermediates']['features'][-1]
 
 
@@ -69,10 +72,15 @@ class Denoiser(Network):
     """x0_hat = D(x, sigma) ~= E[x0 | x], for x = x0 + sigma eps and sigma of shape [B] or []."""
     return self._denoise(params, x, sigma, labels, train, rng, with_features=False)
 
-  def with_features(self, params, x, sigma, labels=None, *, train=False, rng=None):
+  def with_features(self, params, x, sigma, labels=None, *, train=False, rng=None,
+                    levels=False):
     """``(D(x, sigma), features)``: the denoiser and the network's sown features (the MLP's
-    trunk [B, hidden], the U-Net's bottleneck [B, h, w, C]), from one network call."""
-    return self._denoise(params, x, sigma, labels, train, rng, with_features=True)
+    trunk [B, hidden], the U-Net's bottleneck [B, h, w, C]), from one network call. With
+    ``levels`` the features are a tuple of one map per level, shallow to deep: each residual
+    block's output of the MLP, the end of each encoder resolution of the U-Nets (the last of
+    either is the map above)."""
+    return self._denoise(params, x, sigma, labels, train, rng,
+                         with_features='levels' if levels else True)
 
   def _denoise(self, params, x, sigma, labels, train, rng, with_features):
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])

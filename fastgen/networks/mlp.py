@@ -65,6 +65,7 @@ class MLP(nn.Module):
     h = dense(self.hidden, 'input')(x)
     for idx in range(self.depth):
       h = ResidualBlock(self.hidden, self.dropout, self.dtype, name=f'block{idx}')(h, emb, train)
+      self.sow('intermediates', 'level_features', h)  # each block, for per-level heads
     self.sow('intermediates', 'features', h)  # the trunk, for discriminators on this network
     h = nn.silu(nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name='out_norm')(h))
     return dense(x.shape[-1], 'output', unet.INIT_ZERO)(h).astype(jnp.float32)

@@ -380,6 +380,7 @@ class SongUNet(nn.Module):
         x = block(self.model_channels * mult, f'enc_{res}x{res}_block{idx}',
                   attention=res in self.attn_resolutions)(x, emb, train)
         skips.append(x)
+      self.sow('intermediates', 'level_features', x)  # each resolution, for per-level heads
     self.sow('intermediates', 'features', x)  # the bottleneck, for discriminators on this network
 
     # Decoder: attention in the last block of a level at ``attn_resolutions``.

@@ -23,9 +23,11 @@ N(m, s^2), and alpha_t = 1 / sqrt(1 + (sigma / sigma_data)^2). The "real" sample
 (``data.name='couplings'``), the data set otherwise (ADD).
 
 Differences from the papers:
-* one feature map (what the teacher's network sows) and one two-layer dense head on it
-  (:func:`fastgen.objectives.fake_score.init_head`), not LADD's heads after every transformer
-  block; the head is not conditioned on the noise level or a text embedding (the features are);
+* one two-layer dense head (:func:`fastgen.objectives.fake_score.init_head`) on the feature map
+  the teacher's network sows (MLP trunk, U-Net bottleneck), or with ``head_per_level`` one on
+  each level's map (each MLP block, each U-Net encoder resolution), where LADD puts heads after
+  every transformer block; the heads are not conditioned on the noise level or a text embedding
+  (the features are), and the hinge losses average over the heads;
 * real and generated samples are re-noised at independent levels and noises;
 * no R1 penalty (ADD: gamma = 1e-5); one optimizer for both groups, the head's updates scaled
   by ``head_lr_multiplier`` (LADD publishes no optimizer settings), both updated every step
@@ -94,7 +96,8 @@ class LADD(base.Objective):
   distillation_weight: float = 0.0  # ADD's lambda (2.5); LADD: 0
   discriminator_updates_per_generator_update: int = 1  # two time-scale ratio; LADD: 1
   head_hidden: int = 256
-  head_lr_multiplier: float = 1.0  # the head's learning rate relative to optim.lr
+  head_per_level: bool = False  # one head on each level's features (LADD: every block); else one
+  head_lr_multiplier: float = 1.0  # the heads' learning rate relative to optim.lr
   init_from_teacher: bool = True
   groups = ('discriminator', 'generator')
   network_group = 'generator'
@@ -118,9 +121,18 @@ class LADD(base.Objective):
     return samplers.multistep_sigmas(num_steps, self.sigma_min, self.sigma_init, self.rho)
 
   def _teacher_features(self, teacher_params, x, sigma, labels):
-    """(D_teacher(x, sigma), features) from one call of the frozen teacher."""
+    """(D_teacher(x, sigma), features) from one call of the frozen teacher: the bottleneck, or
+    with ``head_per_level`` every level's map (``Denoiser.with_features(levels=True)``)."""
     return self.teacher.with_features(teacher_params, x, sigma,
-                                      denoiser_lib.conditioning_labels(self.teacher, labels))
+                                      denoiser_lib.conditioning_labels(self.teacher, labels),
+                                      **({'levels': True} if self.head_per_level else {}))
+
+  def _logits(self, head, features):
+    """[B, heads]: each head's logit on its features."""
+    if not self.head_per_level:
+      return fake_score.discriminator_logits(features, head)
+    return jnp.concatenate([fake_score.discriminator_logits(f, head[f'level{i}'])
+                            for i, f in enumerate(features)], axis=-1)
 
   def init(self, rng, batch, teacher_params):
     key_g, key_label, key_head = jax.random.split(rng, 3)
@@ -130,8 +142,13 @@ class LADD(base.Objective):
                                          self.init_from_teacher)
     features = jax.eval_shape(
         lambda p: self._teacher_features(p, x, jnp.ones(x.shape[:1]), labels)[1], teacher_params)
-    return {'generator': generator,
-            'discriminator': fake_score.init_head(key_head, features.shape[1:], self.head_hidden)}
+    if self.head_per_level:
+      keys = jax.random.split(key_head, len(features))
+      head = {f'level{i}': fake_score.init_head(k, f.shape[1:], self.head_hidden)
+              for i, (k, f) in enumerate(zip(keys, features))}
+    else:
+      head = fake_score.init_head(key_head, features.shape[1:], self.head_hidden)
+    return {'generator': generator, 'discriminator': head}
 
   def learning_rate_multiplier(self, group):
     return self.head_lr_multiplier if group == 'discriminator' else 1.0
@@ -172,14 +189,13 @@ class LADD(base.Objective):
       both_labels = None if labels is None else jnp.concatenate([labels, labels])
       x_t, sigma = self._renoise(key_renoise, both)
       features = self._teacher_features(teacher_params, x_t, sigma, both_labels)[1]
-      logits = fake_score.discriminator_logits(features, head)
-      logits_fake, logits_real = jnp.split(logits, 2)
+      logits_fake, logits_real = jnp.split(self._logits(head, features), 2)
       loss = jnp.mean(hinge_discriminator_loss(logits_real, logits_fake))
       return loss, {'loss': loss, 'logit_real': jnp.mean(logits_real),
                     'logit_fake': jnp.mean(logits_fake)}
     x_t, sigma = self._renoise(key_renoise, x0_hat)
     teacher_x0, features = self._teacher_features(teacher_params, x_t, sigma, labels)
-    adversarial = jnp.mean(hinge_generator_loss(fake_score.discriminator_logits(features, head)))
+    adversarial = jnp.mean(hinge_generator_loss(self._logits(head, features)))
     loss, metrics = adversarial, {'adversarial_loss': adversarial}
     if self.distillation_weight > 0:
       distill = jnp.mean(distillation_loss(x0_hat, teacher_x0, sigma, self.denoiser.sigma_data))

@@ -15,16 +15,18 @@ from fastgen.networks import adm, mlp, unet
 from fastgen.objectives import dmd, fake_score, sid
 
 
-@pytest.mark.parametrize('net, shape, feature_shape', [
-    (mlp.MLP(hidden=32, depth=2, emb_dim=16), (4, 2), (4, 32)),
+@pytest.mark.parametrize('net, shape, level_shapes', [
+    (mlp.MLP(hidden=32, depth=2, emb_dim=16), (4, 2), [(4, 32), (4, 32)]),
     (unet.SongUNet(img_resolution=8, in_channels=1, model_channels=8, channel_mult=(1, 2),
                    num_blocks=1, attn_resolutions=(), dropout=0.0, num_classes=3),
-     (4, 8, 8, 1), (4, 4, 4, 16)),
+     (4, 8, 8, 1), [(4, 8, 8, 8), (4, 4, 4, 16)]),
     (adm.DhariwalUNet(img_resolution=8, in_channels=1, model_channels=8, channel_mult=(1, 2),
                       num_blocks=1, attn_resolutions=(), dropout=0.0, num_classes=3),
-     (4, 8, 8, 1), (4, 4, 4, 16)),
+     (4, 8, 8, 1), [(4, 8, 8, 8), (4, 4, 4, 16)]),
 ])
-def test_features_come_with_the_denoiser_output(net, shape, feature_shape):
+def test_features_come_with_the_denoiser_output(net, shape, level_shapes):
+  """The sown features (and with ``levels`` one map per level, the last of them the same
+  features) come from the call that gives D(x, sigma)."""
   denoiser = denoiser_lib.Denoiser(net, 'edm', 0.5)
   x = jax.random.normal(jax.random.key(0), shape)
   labels = jnp.arange(4) % 3 if denoiser.num_classes else None
@@ -35,7 +37,12 @@ def test_features_come_with_the_denoiser_output(net, shape, feature_shape):
   sigma = jnp.array([0.1, 1.0, 5.0, 40.0])
   x0_hat, features = jax.jit(denoiser.with_features)(params, x, sigma, labels)
   np.testing.assert_allclose(x0_hat, jax.jit(denoiser)(params, x, sigma, labels), rtol=1e-6)
-  assert features.shape == feature_shape
+  assert features.shape == level_shapes[-1]
+  x0_levels, levels = jax.jit(lambda *a: denoiser.with_features(*a, levels=True))(
+      params, x, sigma, labels)
+  np.testing.assert_array_equal(x0_levels, x0_hat)
+  assert [f.shape for f in levels] == level_shapes
+  np.testing.assert_array_equal(levels[-1], features)
 
 
 def test_discriminator_losses_are_the_gan_cross_entropies():

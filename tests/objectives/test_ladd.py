@@ -18,7 +18,7 @@ from fastgen import denoiser as denoiser_lib
 from fastgen import step as step_lib
 from fastgen.evaluation import exact
 from fastgen.networks import mlp
-from fastgen.objectives import ladd
+from fastgen.objectives import fake_score, ladd
 from tests.objectives import gmm2d_runs, image_configs
 
 
@@ -153,6 +153,25 @@ def test_head_lr_multiplier_scales_the_heads_updates_only():
                              10 * moves['plain']['discriminator'], rtol=1e-4)
   np.testing.assert_allclose(moves['faster']['generator'], moves['plain']['generator'],
                              rtol=1e-2)
+
+
+def test_head_per_level_puts_a_trained_head_on_every_level():
+  # The MLP teacher sows its 2 blocks' outputs: two heads, logits [B, 2], both trained by a step.
+  objective, teacher_params, params = _objective_and_params(head_per_level=True)
+  assert set(params['discriminator']) == {'level0', 'level1'}
+  _, levels = objective.teacher.with_features(teacher_params, _batch()['x'], 1.0, levels=True)
+  logits = objective._logits(params['discriminator'], levels)  # pylint: disable=protected-access
+  assert logits.shape == (64, 2)
+  for i, level in enumerate(levels):
+    np.testing.assert_allclose(logits[:, i], fake_score.discriminator_logits(
+        level, params['discriminator'][f'level{i}'])[:, 0], rtol=1e-6)
+  optimizer = optax.adam(1e-3)
+  state = step_lib.state_from_params(params, objective.groups, optimizer)
+  new, _ = jax.jit(step_lib.make_train_step(objective, optimizer, 0.9, False))(
+      state, teacher_params, _batch(), jax.random.key(3))
+  for name in ('level0', 'level1'):
+    assert not np.array_equal(new['params']['discriminator'][name]['w0'],
+                              state['params']['discriminator'][name]['w0'])
 
 
 def test_sampler_is_the_students_multistep_sampler():
