@@ -125,7 +125,7 @@ class LADD(base.Objective):
     with ``head_per_level`` every level's map (``Denoiser.with_features(levels=True)``)."""
     return self.teacher.with_features(teacher_params, x, sigma,
                                       denoiser_lib.conditioning_labels(self.teacher, labels),
-                                      **({'levels': True} if self.head_per_level else {}))
+                                      levels=self.head_per_level)
 
   def _logits(self, head, features):
     """[B, heads]: each head's logit on its features."""

@@ -1,5 +1,6 @@
 """Raw networks: call contract, null label, dropout, bf16, registry, EDM sizes and names."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -283,7 +284,6 @@ def test_double_norm_makes_blocks_blind_to_the_embedding_scale(double_norm):
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 def test_conv_has_flax_convs_parameters_outputs_and_gradients(dtype):
   """unet.Conv2d (a product with ones for its bias gradient on the CPU) against nn.Conv."""
-  import flax.linen as nn  # pylint: disable=import-outside-toplevel
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 5))
   flax_conv = nn.Conv(7, (3, 3), padding=((1, 1), (1, 1)), kernel_init=unet.INIT,
                       bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32)
