@@ -7,9 +7,28 @@ starts empty in every session."""
 import os
 import tempfile
 
+import pytest
+
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='fastgen-jax-cache-'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 # An empty asset cache: tests never read weights a user fetched (python -m fastgen.assets fetch).
 os.environ['FASTGEN_CACHE'] = tempfile.mkdtemp(prefix='fastgen-assets-')
+
+
+@pytest.fixture
+def one_device(monkeypatch):
+  """Runs built in this process use a mesh of the first device only. For tests whose subject is
+  not sharding: the session's 8 simulated devices share 2 cores, which makes an in-process
+  training run 2-3x slower than on one device; the sharded runs have tests of their own."""
+  import jax  # pylint: disable=g-import-not-at-top: after XLA_FLAGS is set, as for every test
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from fastgen import sharding  # pylint: disable=g-import-not-at-top
+
+  def first_device_mesh(model: int = 1):
+    if model != 1:
+      raise ValueError(f'the one_device fixture has no mesh.model={model}')
+    return jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1),
+                             (sharding.DATA_AXIS, sharding.MODEL_AXIS))
+  monkeypatch.setattr(sharding, 'make_mesh', first_device_mesh)

@@ -7,6 +7,8 @@ import re
 import sys
 import types
 
+import pytest
+
 from fastgen import objectives, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +35,7 @@ def _module(name, source, monkeypatch):
   return module
 
 
+@pytest.mark.usefixtures('one_device')
 def test_guide_rule_distils_the_mixture_teacher(tmp_path, monkeypatch):
   with open(GUIDE) as f:
     guide = f.read()

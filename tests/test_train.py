@@ -151,6 +151,7 @@ def test_sample_mode_writes_npz_and_png(tmp_path):
 # ------------------------------------------------------------------------------- evaluation
 
 
+@pytest.mark.usefixtures('one_device')
 def test_training_reaches_the_mixture_and_keeps_the_best_evaluated_state(tmp_path):
   config = tiny_config(num_steps=800)
   config.network.update(hidden=128, depth=3)

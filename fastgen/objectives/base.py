@@ -31,7 +31,6 @@ import inspect
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 
 Params = Any
 Batch = dict  # {'x': [B, ...] float32, 'label': [B] int32}
@@ -40,12 +39,14 @@ REQUIRED_METHODS = ('init', 'loss', 'sample')
 HOOKS = ('set_frozen', 'trains', 'velocity', 'learning_rate_multiplier')
 
 
-def generator_trains_every(group: str, step: jax.Array, every: int) -> jax.Array:
+def generator_trains_every(group: str, step: int | jax.Array, every: int) -> bool | jax.Array:
   """Two time-scale updates (DMD2): group 'generator' trains after every ``every`` updates of the
-  other groups, which train at every step (an :meth:`Objective.trains`)."""
+  other groups, which train at every step (an :meth:`Objective.trains`). Host arithmetic for a
+  Python ``step`` (the CPU trainer asks at every step: a device array here would wait for the
+  step in flight), traced for a traced one."""
   if group == 'generator':
     return (step + 1) % every == 0
-  return jnp.array(True)
+  return True
 
 
 class Objective(abc.ABC):

@@ -139,6 +139,7 @@ def _tiny_config(num_steps):
   return config
 
 
+@pytest.mark.usefixtures('one_device')
 def test_run_restarted_inside_a_round_ends_bit_identical(tmp_path):
   straight = train.train_and_evaluate(_tiny_config(40), str(tmp_path / 'straight'))
   first = train.train_and_evaluate(_tiny_config(25), str(tmp_path / 'resumed'))  # round 2 of 4

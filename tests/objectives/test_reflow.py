@@ -114,6 +114,7 @@ def _short_config(tmp_path):
   return config
 
 
+@pytest.mark.usefixtures('one_device')
 def test_one_reflow_round_straightens_the_flow_and_beats_one_teacher_euler_step(tmp_path):
   # 300 steps on 4096 pairs of the exact teacher's Heun-32 ODE. Measured (4000 samples, exact
   # FD floor 0.0007): reflow 1-step FD 0.0004, teacher 1-step Euler 1.95; straightness of the
