@@ -30,5 +30,6 @@ def one_device(monkeypatch):
     if model != 1:
       raise ValueError(f'the one_device fixture has no mesh.model={model}')
     return jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1),
-                             (sharding.DATA_AXIS, sharding.MODEL_AXIS))
+                             (sharding.DATA_AXIS, sharding.MODEL_AXIS),
+                             axis_types=(jax.sharding.AxisType.Auto,) * 2)  # as make_mesh
   monkeypatch.setattr(sharding, 'make_mesh', first_device_mesh)
