@@ -15,6 +15,7 @@ step is usable, nothing is moved and :class:`CheckpointError` says what to do: a
 holds checkpoints, usable or set aside, is never silently restarted from step 0.
 """
 
+import collections.abc
 import os
 import shutil
 
@@ -140,11 +141,15 @@ def corrupt_arrays(state, saved_checksums: dict[str, str]) -> list[str]:
 # -------------------------------------------------------------------------------- checkpointers
 
 
-def _manager(directory: str, side_item: str, keep: int | None = None):
+def _manager(directory: str, side_item: str, keep: int | None = None,
+             partial_reader: bool = False):
   """An orbax manager of ``state`` (arrays), its ``checksums`` and one JSON ``side_item``,
   keeping the newest ``keep`` steps (None: a reader). Handlers are given up front, not just item
-  names, so metadata is readable before the first save."""
-  handlers = {'state': ocp.StandardCheckpointHandler(), side_item: ocp.JsonCheckpointHandler(),
+  names, so metadata is readable before the first save. ``partial_reader``: the state is read
+  with orbax's PyTree handler (the same files), which can read a sub-tree alone."""
+  state_handler = ocp.PyTreeCheckpointHandler() if partial_reader else (
+      ocp.StandardCheckpointHandler())
+  handlers = {'state': state_handler, side_item: ocp.JsonCheckpointHandler(),
               'checksums': ocp.JsonCheckpointHandler()}
   options = None if keep is None else ocp.CheckpointManagerOptions(
       preservation_policy=ocp.checkpoint_managers.LatestN(keep),
@@ -169,12 +174,13 @@ def _reason(error: Exception) -> str:
   return first_line[:300] if isinstance(error, _CorruptStep) else first_line[:160]
 
 
-def _restore_verified(manager, step: int, abstract_state, side_item: str | None):
-  """``{'state', side_item}`` of ``step``, its arrays checked against their checksums (a step
-  saved before checksums existed is read unchecked, with a warning). Raises
-  :class:`_CorruptStep` naming the arrays that differ."""
-  has_checksums = 'checksums' in manager.item_metadata(step).keys()
-  items = {'state': ocp.args.StandardRestore(abstract_state)}
+def _restore_verified(manager, step: int, state_args, side_item: str | None, item_names):
+  """``{'state', side_item}`` of ``step``, the state read with the orbax arguments
+  ``state_args`` and its arrays checked against their checksums (a step saved before checksums
+  existed is read unchecked, with a warning); ``item_names``: the step's items, from its
+  metadata. Raises :class:`_CorruptStep` naming the arrays that differ."""
+  has_checksums = 'checksums' in item_names
+  items = {'state': state_args}
   if side_item:
     items[side_item] = ocp.args.JsonRestore()
   if has_checksums:
@@ -245,7 +251,8 @@ class Checkpointer:
     failed = []  # (step, reason), newest first: set aside once an older step restores
     for step in reversed(steps):
       try:
-        metadata = self._manager.item_metadata(step)['state']
+        item_metadata = self._manager.item_metadata(step)
+        metadata = item_metadata['state']
         if metadata is None:
           raise ValueError('no array metadata')
       except Exception as e:  # pylint: disable=broad-except
@@ -257,7 +264,9 @@ class Checkpointer:
             f'{self.directory}/{step} was written by a different configuration: '
             f'{listed(mismatch)}. Use a new --workdir, or the config that wrote it.')
       try:
-        restored = _restore_verified(self._manager, step, abstract_state, 'data')
+        restored = _restore_verified(self._manager, step,
+                                     ocp.args.StandardRestore(abstract_state), 'data',
+                                     item_metadata.keys())
       except Exception as e:  # pylint: disable=broad-except
         failed.append((step, _reason(e)))
         continue
@@ -316,27 +325,42 @@ class BestCheckpointer:
 
 def load_params(workdir: str, path=('ema', 'denoiser')):
   """Read one sub-tree (default: the EMA denoiser) of a workdir's newest checkpoint, as numpy,
-  its arrays checked against their checksums."""
+  its arrays checked against their checksums. Only that sub-tree's arrays are read (a teacher's
+  EMA is a quarter of its state: Adam's two moments and the params are left on disk)."""
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   if not os.path.isdir(directory):
     raise CheckpointError(f'no checkpoints under {workdir} (expected {directory})')
-  manager = _manager(directory, 'data')
+  manager = _manager(directory, 'data', partial_reader=True)
   step = manager.latest_step()
   if step is None:
     raise CheckpointError(f'no complete checkpoint under {directory}')
   # Onto one local device, whatever topology wrote it (e.g. a teacher trained on a pod).
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
+    try:
+      item_metadata = manager.item_metadata(step)
+      metadata = item_metadata['state']
+      node = getattr(metadata, 'tree', metadata)  # a TreeMetadata: its tree
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: {_reason(e)}') from e
+    for key in path:
+      if not isinstance(node, collections.abc.Mapping) or key not in node:
+        found = ', '.join(node) if isinstance(node, collections.abc.Mapping) else 'none'
+        raise CheckpointError(f'checkpoint {directory}/{step} has no {"/".join(path)} '
+                              f'(found keys: {found})')
+      node = node[key]
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          manager.item_metadata(step)['state'])
-    state = _restore_verified(manager, step, target, None)['state']
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: {_reason(e)}') from e
+                          node)
+    for key in reversed(path):  # only this sub-tree is read
+      target = {key: target}
+    try:
+      state = _restore_verified(manager, step, ocp.args.PyTreeRestore(
+          target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True), None, item_metadata.keys())['state']
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: {_reason(e)}') from e
   finally:
     manager.close()
   for key in path:
-    if key not in state:
-      raise CheckpointError(f'checkpoint {directory}/{step} has no {"/".join(path)} '
-                            f'(found keys: {", ".join(state)})')
     state = state[key]
   return jax.tree.map(np.asarray, state)

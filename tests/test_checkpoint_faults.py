@@ -2,6 +2,7 @@
 lost (the previous good step restored, the bad one set aside) or refused with one clear error
 that moves nothing. States are tiny trees built here, not trained."""
 
+import json
 import logging
 import os
 
@@ -189,6 +190,33 @@ def test_workdir_whose_checkpoints_were_all_set_aside_does_not_restart(tmp_path)
 
 def test_fresh_workdir_starts_from_zero(tmp_path):
   assert _restore(tmp_path, _abstract(_state())) is None
+
+
+def test_load_params_reads_and_verifies_only_the_sub_tree_asked_for(tmp_path):
+  # A partial restore: every depth, the whole state and Adam's tuple of states come back leaf for
+  # leaf as saved, and only the sub-tree read is checked, so a mismatch elsewhere in the step
+  # (here a checksum of Adam's moment changed) blocks reading the whole state, not the params.
+  state = _save_steps(tmp_path, steps=(1,))[1]
+  for path in [(), ('params',), ('params', 'layer1'), ('opt_state',)]:
+    expected = state
+    for key in path:
+      expected = expected[key]
+    loaded = checkpoint.load_params(str(tmp_path), path)
+    assert len(jax.tree.leaves(loaded)) == len(jax.tree.leaves(expected)), path
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(expected)):
+      np.testing.assert_array_equal(a, np.asarray(b))
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r'has no params/layer7 \(found keys: layer0, layer1\)'):
+    checkpoint.load_params(str(tmp_path), ('params', 'layer7'))
+
+  checksums_file = tmp_path / 'checkpoints' / '1' / 'checksums' / 'metadata'
+  checksums = json.loads(checksums_file.read_text())
+  checksums['opt_state/0/mu/layer0/kernel'] = '0' * 16
+  checksums_file.write_text(json.dumps(checksums))
+  np.testing.assert_array_equal(checkpoint.load_params(str(tmp_path), ('params',))['layer0']
+                                ['kernel'], state['params']['layer0']['kernel'])
+  with pytest.raises(checkpoint.CheckpointError, match=r"\['opt_state'\]\[0\]\['mu'\]"):
+    checkpoint.load_params(str(tmp_path), ())
 
 
 def test_load_params_refuses_a_corrupt_checkpoint_naming_the_array(tmp_path):
