@@ -337,12 +337,9 @@ def load_params(workdir: str, path=('ema', 'denoiser')):
   # Onto one local device, whatever topology wrote it (e.g. a teacher trained on a pod).
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
-    try:
-      item_metadata = manager.item_metadata(step)
-      metadata = item_metadata['state']
-      node = getattr(metadata, 'tree', metadata)  # a TreeMetadata: its tree
-    except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: {_reason(e)}') from e
+    item_metadata = manager.item_metadata(step)
+    metadata = item_metadata['state']
+    node = getattr(metadata, 'tree', metadata)  # a TreeMetadata: its tree
     for key in path:
       if not isinstance(node, collections.abc.Mapping) or key not in node:
         found = ', '.join(node) if isinstance(node, collections.abc.Mapping) else 'none'
@@ -353,12 +350,13 @@ def load_params(workdir: str, path=('ema', 'denoiser')):
                           node)
     for key in reversed(path):  # only this sub-tree is read
       target = {key: target}
-    try:
-      state = _restore_verified(manager, step, ocp.args.PyTreeRestore(
-          target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-          partial_restore=True), None, item_metadata.keys())['state']
-    except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: {_reason(e)}') from e
+    state = _restore_verified(manager, step, ocp.args.PyTreeRestore(
+        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True), None, item_metadata.keys())['state']
+  except CheckpointError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'checkpoint {directory}/{step} is unreadable: {_reason(e)}') from e
   finally:
     manager.close()
   for key in path:
