@@ -311,3 +311,37 @@ def test_channel_bias_gradient_is_the_float32_sum_rounded_once():
   exact = jnp.sum(g.astype(jnp.float32), axis=(0, 1, 2))
   np.testing.assert_allclose(grad_bias.astype(jnp.float32), exact,
                              rtol=2.0**-8, atol=0)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize('size', [8, 16])
+def test_group_norm_has_flax_group_norms_parameters_outputs_and_derivatives(size, dtype):
+  """unet.GroupNorm against nn.GroupNorm: the same parameters; on maps below
+  PRODUCT_MIN_POSITIONS the same outputs bit for bit; from there on (sums over positions as
+  products with ones on the CPU) outputs, gradients and a forward-mode derivative equal up to
+  float32 summation order, on an input with a large mean (where Var = E[x^2] - E[x]^2 loses
+  digits)."""
+  assert (size * size >= unet.PRODUCT_MIN_POSITIONS) == (size == 16)
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (4, size, size, 32))
+  flax_norm = nn.GroupNorm(num_groups=8, epsilon=unet.NORM_EPS, dtype=dtype,
+                           param_dtype=jnp.float32)
+  norm = unet.group_norm(32, dtype, 'norm')
+  params = flax_norm.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, norm.init(jax.random.key(1), x)) == jax.tree.map(
+      jnp.shape, params)
+  params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(2), p.shape), params)
+  x = x.astype(dtype)
+  ours, theirs = norm.apply(params, x), flax_norm.apply(params, x)
+  assert ours.dtype == theirs.dtype == dtype
+  if size * size < unet.PRODUCT_MIN_POSITIONS:
+    np.testing.assert_array_equal(ours, theirs)
+  tol = dict(rtol=1e-5, atol=1e-5) if dtype == jnp.float32 else dict(rtol=2.0**-7, atol=2.0**-7)
+  np.testing.assert_allclose(ours.astype(jnp.float32), theirs.astype(jnp.float32), **tol)
+  if dtype == jnp.float32:
+    loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)) * jnp.arange(32.0))
+    grads = [jax.grad(loss(m), argnums=(0, 1))(params, x) for m in (norm, flax_norm)]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *grads)
+    x_dot = jax.random.normal(jax.random.key(3), x.shape)
+    tangents = [jax.jvp(lambda x, m=m: m.apply(params, x), (x,), (x_dot,))[1]
+                for m in (norm, flax_norm)]
+    np.testing.assert_allclose(tangents[0], tangents[1], rtol=1e-4, atol=1e-4)
