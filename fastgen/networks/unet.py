@@ -151,12 +151,12 @@ class GroupNorm(nn.Module):
   positions (the statistics', and in the backward pass the scale and bias gradients and the
   statistics' cotangents) is a batched matrix-vector product with ones: XLA:CPU fuses the
   elementwise backward chain into reductions over the major axes, and those fused reductions are
-  slow (the CIFAR-10 SongUNet step at ``model_channels=32``, batch 16: 1.2-1.3 s against
-  1.8-1.9 s with flax's GroupNorm). On smaller maps (the digits U-Net's 8x8 and 4x4) the products
-  measured slower than the reductions in the network's step, so they are not used there. The
-  products come from ``einsum`` with ones and from the transpose of a custom JVP (a broadcast
-  whose tangent is an outer product with ones), so forward-mode differentiation works too. Other
-  backends sum and broadcast as written.
+  slow (the CIFAR-10 SongUNet step at ``model_channels=32``, batch 16: 1.36 s against 1.66 s with
+  flax's GroupNorm, side by side; docs/performance.md). On smaller maps (the digits U-Net's 8x8
+  and 4x4) the products measured slower than the reductions in the network's step, so they are
+  not used there. The products come from ``einsum`` with ones and from the transpose of a custom
+  JVP (a broadcast whose tangent is an outer product with ones), so forward-mode differentiation
+  works too. Other backends sum and broadcast as written.
   """
   num_groups: int
   epsilon: float = NORM_EPS
