@@ -110,7 +110,8 @@ def pixel_norm(x, eps: float = 1e-8):
 
 def group_norm(channels: int, dtype, name: str, eps: float = NORM_EPS) -> 'GroupNorm':
   """EDM GroupNorm: min(32, C // 4) groups, eps 1e-6 in SongUNet; statistics in float32."""
-  return GroupNorm(num_groups=min(32, channels // 4), epsilon=eps, dtype=dtype, name=name)
+  return GroupNorm(num_groups=min(32, channels // 4), epsilon=eps, dtype=dtype,
+                   param_dtype=jnp.float32, name=name)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -134,56 +135,45 @@ def _sum_positions_by_product(x):
   return jnp.einsum('nkp,npc->nc', ones, x, preferred_element_type=jnp.float32)
 
 
-def _spread_positions(v, positions: int, by_product: bool):
-  """[N, C] -> [N, P, C], the same vector at every position (its transpose a product with ones)."""
-  if not by_product:
-    return jnp.broadcast_to(v[:, None, :], (v.shape[0], positions, v.shape[1]))
-  return _spread_by_product(v, positions)
-
-
-class GroupNorm(nn.Module):
-  """Group normalization (Wu & He 2018) over the channel (last) axis: flax ``nn.GroupNorm``'s
-  parameters (``scale``, ``bias``), statistics (float32, Var = E[x^2] - E[x]^2 clipped at 0) and
-  output, y = (x - mean) * rsqrt(var + eps) * scale + bias: bit for bit flax's where no products
-  are taken (tests/networks/test_networks.py).
+class GroupNorm(nn.GroupNorm):
+  """flax's ``nn.GroupNorm`` (Wu & He 2018), with its sums over positions as products on the CPU.
 
   On the CPU, for feature maps of at least ``PRODUCT_MIN_POSITIONS`` positions, every sum over
   positions (the statistics', and in the backward pass the scale and bias gradients and the
   statistics' cotangents) is a batched matrix-vector product with ones: XLA:CPU fuses the
   elementwise backward chain into reductions over the major axes, and those fused reductions are
   slow (the CIFAR-10 SongUNet step at ``model_channels=32``, batch 16: 1.36 s against 1.66 s with
-  flax's GroupNorm, side by side; docs/performance.md). On smaller maps (the digits U-Net's 8x8
-  and 4x4) the products measured slower than the reductions in the network's step, so they are
-  not used there. The products come from ``einsum`` with ones and from the transpose of a custom
-  JVP (a broadcast whose tangent is an outer product with ones), so forward-mode differentiation
-  works too. Other backends sum and broadcast as written.
+  flax's GroupNorm, side by side; docs/performance.md). The statistics (float32, Var = E[x^2] -
+  E[x]^2 clipped at 0), the formula y = (x - mean) * rsqrt(var + eps) * scale + bias and the
+  parameters are flax's. The products come from ``einsum`` with ones and from the transpose of a
+  custom JVP (a broadcast whose tangent is an outer product with ones), so forward-mode
+  differentiation works too. On smaller maps (the digits U-Net's 8x8 and 4x4) the products
+  measured slower than flax's reductions in the network's step, so there, on other backends and
+  for options other than ``group_norm``'s, this is flax's GroupNorm itself.
   """
-  num_groups: int
-  epsilon: float = NORM_EPS
-  dtype: Any = None
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, *, mask=None):
     n, c, groups = x.shape[0], x.shape[-1], self.num_groups
-    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
-    x3 = x.reshape(n, -1, c).astype(jnp.float32)
-    positions = x3.shape[1]
-    by_product = jax.default_backend() == 'cpu' and positions >= PRODUCT_MIN_POSITIONS
+    positions = x.size // n // c
+    if (jax.default_backend() != 'cpu' or positions < PRODUCT_MIN_POSITIONS or mask is not None
+        or self.group_size is not None or self.reduction_axes is not None
+        or self.axis_name is not None or not (self.use_scale and self.use_bias)):
+      return super().__call__(x, mask=mask)
+    scale = self.param('scale', self.scale_init, (c,), self.param_dtype)
+    bias = self.param('bias', self.bias_init, (c,), self.param_dtype)
+    x3 = x.reshape(n, positions, c).astype(jnp.float32)
 
     def group_mean(v):  # [N, P, C] -> [N, C]: each channel's group's mean over the positions.
-      if by_product:
-        m = _sum_positions_by_product(v).reshape(n, groups, -1).sum(-1) / (v.size // n // groups)
-      else:
-        m = jnp.mean(v.reshape(*x.shape[:-1], groups, -1), axis=(*range(1, x.ndim - 1), x.ndim))
+      m = _sum_positions_by_product(v).reshape(n, groups, -1).sum(-1) / (positions * c // groups)
       return jnp.repeat(m, c // groups, axis=1)
 
     mean = group_mean(x3)
     var = jnp.maximum(group_mean(x3 * x3) - mean**2, 0.0)
     mul = jax.lax.rsqrt(var + self.epsilon) * scale
-    spread = lambda v: _spread_positions(jnp.broadcast_to(v, (n, c)), positions, by_product)
+    spread = lambda v: _spread_by_product(jnp.broadcast_to(v, (n, c)), positions)
     y = (x3 - spread(mean)) * spread(mul) + spread(bias)
-    dtype = self.dtype or jnp.promote_types(x.dtype, jnp.float32)
+    dtype = self.dtype or jnp.promote_types(x.dtype, self.param_dtype)
     return y.reshape(x.shape).astype(dtype)
 
 
