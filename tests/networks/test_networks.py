@@ -282,9 +282,13 @@ def test_double_norm_makes_blocks_blind_to_the_embedding_scale(double_norm):
 
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
-def test_conv_has_flax_convs_parameters_outputs_and_gradients(dtype):
-  """unet.Conv2d (a product with ones for its bias gradient on the CPU) against nn.Conv."""
-  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 5))
+@pytest.mark.parametrize('size', [8, 3, 2, 1])
+def test_conv_has_flax_convs_parameters_outputs_and_derivatives(size, dtype):
+  """unet.Conv2d (a product with ones for its bias gradient on the CPU; on maps with no more
+  positions than the 3x3 kernel has taps, one matrix product) against nn.Conv: the same
+  parameters; outputs, gradients and a forward-mode derivative bit for bit where it convolves,
+  up to float32 summation order where it multiplies."""
+  x = jax.random.normal(jax.random.key(0), (4, size, size, 5))
   flax_conv = nn.Conv(7, (3, 3), padding=((1, 1), (1, 1)), kernel_init=unet.INIT,
                       bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32)
   conv = unet.conv(7, 3, dtype, 'conv')
@@ -292,12 +296,45 @@ def test_conv_has_flax_convs_parameters_outputs_and_gradients(dtype):
   assert jax.tree.map(jnp.shape, conv.init(jax.random.key(1), x)) == jax.tree.map(
       jnp.shape, params)
   params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
-  np.testing.assert_array_equal(conv.apply(params, x), flax_conv.apply(params, x))
+  as_matrix = jax.default_backend() == 'cpu' and size * size <= 9
+  primitives = {e.primitive.name for e in jax.make_jaxpr(conv.apply)(params, x).eqns}
+  assert ('conv_general_dilated' in primitives) != as_matrix
+  ours, theirs = conv.apply(params, x), flax_conv.apply(params, x)
+  assert ours.dtype == theirs.dtype == dtype
+  if not as_matrix:
+    np.testing.assert_array_equal(ours, theirs)
+  tol = dict(rtol=1e-5, atol=1e-5) if dtype == jnp.float32 else dict(rtol=2.0**-7, atol=2.0**-5)
+  np.testing.assert_allclose(ours.astype(jnp.float32), theirs.astype(jnp.float32), **tol)
   if dtype == jnp.float32:
-    grads = [jax.grad(lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, x))))(params)['params']
-             for m in (conv, flax_conv)]
-    np.testing.assert_array_equal(grads[0]['kernel'], grads[1]['kernel'])
-    np.testing.assert_allclose(grads[0]['bias'], grads[1]['bias'], rtol=1e-5, atol=1e-5)
+    loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+    grads = [jax.grad(loss(m), argnums=(0, 1))(params, x) for m in (conv, flax_conv)]
+    if not as_matrix:
+      np.testing.assert_array_equal(grads[0][0]['params']['kernel'],
+                                    grads[1][0]['params']['kernel'])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), *grads)
+    x_dot = jax.random.normal(jax.random.key(3), x.shape)
+    tangents = [jax.jvp(lambda x, m=m: m.apply(params, x), (x,), (x_dot,))[1]
+                for m in (conv, flax_conv)]
+    np.testing.assert_allclose(tangents[0], tangents[1], rtol=1e-5, atol=1e-5)
+
+
+def test_conv_as_matrix_holds_each_kernel_tap_exactly():
+  """conv_as_matrix's matrix entries are single kernel taps (exact in bfloat16), and it equals
+  the convolution for other kernel sizes and paddings."""
+  kernel = jax.random.normal(jax.random.key(0), (3, 3, 2, 4)).astype(jnp.bfloat16)
+  x = jnp.zeros((1, 2, 2, 2), jnp.bfloat16).at[0, 0, 1, 1].set(1)  # one input position, one channel
+  y = unet.conv_as_matrix(x, kernel, 1)
+  # Output (i, j) reads input (i + a - 1, j + b - 1) through tap (a, b): input (0, 1) through
+  # tap (1 - i, 2 - j).
+  for i, j in np.ndindex(2, 2):
+    np.testing.assert_array_equal(y[0, i, j], kernel[1 - i, 2 - j, 1])
+  for size, k, pad in [(2, 3, 1), (3, 3, 0), (2, 5, 2), (4, 5, 1)]:
+    x = jax.random.normal(jax.random.key(1), (3, size, size, 2))
+    kernel = jax.random.normal(jax.random.key(2), (k, k, 2, 4))
+    expected = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((pad, pad),) * 2,
+                                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    np.testing.assert_allclose(unet.conv_as_matrix(x, kernel, pad), expected, rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_channel_bias_gradient_is_the_float32_sum_rounded_once():
