@@ -244,8 +244,9 @@ class Conv2d(nn.Module):
   On the CPU a feature map with no more positions than the kernel has taps (the digits U-Net's
   2x2 level under 3x3 kernels) is convolved by :func:`conv_as_matrix`, which has fewer
   multiply-adds there: XLA:CPU's convolution of a [1024, 2, 2, 32] batch took 2.2 ms forward,
-  the matrix product 0.37 ms, and the digits sampler's Heun steps 1.17x less time
-  (docs/performance.md). Other backends and larger maps convolve."""
+  the matrix product 0.37 ms, and the digits sampler's Heun steps 1.17x less time, for about
+  0.5 GB more peak memory while compiling the SiD step (docs/performance.md). Other backends and
+  larger maps convolve."""
   features: int
   kernel_size: int
   pad: int
