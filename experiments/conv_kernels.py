@@ -4,8 +4,9 @@ For each shape of the digits U-Net (8x8, 4x4 and 2x2 maps; batch 128 for a train
 for the sampler) and of the mc-32 CIFAR-10 U-Net (batch 16), times the forward convolution, the
 input gradient and the kernel gradient alone (jitted, one output each), and the same three of
 ``fastgen.networks.unet.conv_as_matrix`` where a map has no more positions than the kernel has
-taps (where fastgen's U-Nets use it on the CPU). With ``--torch_python`` the same three kernels run in PyTorch (``conv2d`` and
-``aten.convolution_backward``, NCHW, ``torch.set_num_threads``) in its own process. The sides
+taps (where fastgen's U-Nets use it on the CPU). With ``--torch_python`` the convolution's
+three kernels also run in PyTorch (``conv2d`` and ``aten.convolution_backward``, NCHW,
+``torch.set_num_threads``) in its own process. The sides
 alternate for ``--rounds`` rounds, one process per side and round; each figure is the median of
 ``--repeats`` calls, and the table keeps each side's smallest median over the rounds.
 

@@ -286,8 +286,8 @@ def test_double_norm_makes_blocks_blind_to_the_embedding_scale(double_norm):
 def test_conv_has_flax_convs_parameters_outputs_and_derivatives(size, dtype):
   """unet.Conv2d (a product with ones for its bias gradient on the CPU; on maps with no more
   positions than the 3x3 kernel has taps, one matrix product) against nn.Conv: the same
-  parameters; outputs, gradients and a forward-mode derivative bit for bit where it convolves,
-  up to float32 summation order where it multiplies."""
+  parameters; outputs, gradients and a forward-mode derivative equal up to float32 summation
+  order, and outputs and the kernel gradient bit for bit where it convolves."""
   x = jax.random.normal(jax.random.key(0), (4, size, size, 5))
   flax_conv = nn.Conv(7, (3, 3), padding=((1, 1), (1, 1)), kernel_init=unet.INIT,
                       bias_init=nn.initializers.zeros, dtype=dtype, param_dtype=jnp.float32)
