@@ -2,12 +2,29 @@
 cache for the session, shared by the xdist workers and the CLI runs they start as subprocesses
 (many tests compile the same small programs; a cached executable is the same binary, so results
 do not change). Every program is cached, however fast it compiled, as the CLI does. The cache
-starts empty in every session."""
+starts empty in every session.
+
+Each xdist worker, with the processes it starts, runs on its own share of the CPU cores it was
+given (worker i of n: every n-th core from the i-th), so the workers' XLA thread pools do not
+contend for the same cores (docs/performance.md, "The test suite with one core per worker")."""
 
 import os
 import tempfile
 
 import pytest
+
+
+def _pin_xdist_worker():
+  worker = os.environ.get('PYTEST_XDIST_WORKER')
+  count = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 0))
+  if not (worker and count and hasattr(os, 'sched_setaffinity')):
+    return
+  cores = sorted(os.sched_getaffinity(0))
+  if count <= len(cores):
+    os.sched_setaffinity(0, cores[int(worker.removeprefix('gw'))::count])
+
+
+_pin_xdist_worker()
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
